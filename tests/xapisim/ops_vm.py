@@ -1,0 +1,1 @@
+"""VM, VBD and VIF messages: snapshot, checkpoint, clone, copy, revert, power operations."""

@@ -1,0 +1,121 @@
+"""Running the pools: the ``serve`` process, pools.json, simulator-only control endpoints."""
+
+import glob
+import json
+import os
+import signal
+import ssl
+import threading
+import urllib.request
+import xmlrpc.client
+
+from . import ops_core  # noqa: F401  (registers implementations)
+from . import ops_vdi  # noqa: F401
+from . import ops_vm  # noqa: F401
+from . import http_handlers  # noqa: F401
+from .nbd import NbdServer
+from .pool import Pool
+from .server import PoolServer, route
+from .storage import Storage
+
+
+def serve(state_dir, count, block_status=False):
+    os.makedirs(state_dir, exist_ok=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    signal.signal(signal.SIGINT, lambda *a: stop.set())
+    pools, servers, entries = [], [], []
+    try:
+        for i in range(count):
+            pool = Pool(i, state_dir)
+            pool.storage = Storage(pool)
+            server = PoolServer(pool)
+            pool.url = "https://127.0.0.1:%d/" % server.port
+            server.serve_in_thread()
+            pool.nbd = NbdServer(pool, block_status=block_status)
+            pool.nbd.start()
+            pools.append(pool)
+            servers.append(server)
+            users = pool.config["users"]
+            entries.append({
+                "name": pool.name, "url": pool.url,
+                "username": "root", "password": users["root"]["password"],
+                "ca_file": pool.cert_file,
+                "pool_admin": {"username": "pool-admin",
+                               "password": users["pool-admin"]["password"]},
+                "nbd_port": pool.nbd.port, "state_dir": pool.dir,
+            })
+        with open(os.path.join(state_dir, "xapisim.pid"), "w") as f:
+            f.write(str(os.getpid()))
+        tmp = os.path.join(state_dir, "pools.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump({"pools": entries}, f, indent=1)
+        os.replace(tmp, os.path.join(state_dir, "pools.json"))
+        while not stop.wait(1.0):
+            for pool in pools:
+                pool.db.save()
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+        for pool in pools:
+            if pool.nbd:
+                pool.nbd.stop()
+            pool.db.save()
+    return 0
+
+
+def kill_leftovers(state_dir):
+    """Stop NBD servers a crashed ``serve`` may have left behind (their pid files)."""
+    for pidfile in glob.glob(os.path.join(state_dir, "pool*", "*.pid")):
+        try:
+            with open(pidfile) as f:
+                pid = int(f.read().strip())
+            os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+        try:
+            os.unlink(pidfile)
+        except OSError:
+            pass
+
+
+def require_root_session(pool, req):
+    session = pool.session_of_http(req.param("session_id"))
+    if session is None or not session.get("is_local_superuser"):
+        req.respond(401, b"a local root session is required\n")
+        return None
+    return session
+
+
+@route("POST", "/xapisim/faults")
+def faults_endpoint(pool, req):
+    """Simulator-only: add a fault (JSON body, see faults.py); answers the fault state."""
+    if require_root_session(pool, req) is None:
+        return
+    length = req.content_length or 0
+    spec = json.loads(req.rfile.read(length) or b"{}")
+    try:
+        if spec:
+            pool.faults.add(spec)
+    except (KeyError, ValueError) as e:
+        req.respond(400, ("bad fault: %s\n" % e).encode())
+        return
+    req.respond(200, json.dumps(pool.faults.state()).encode(), content_type="application/json")
+
+
+def inject_fault_cli(state_dir, index, spec):
+    with open(os.path.join(state_dir, "pools.json")) as f:
+        p = json.load(f)["pools"][index]
+    ctx = ssl.create_default_context(cafile=p["ca_file"])
+    login = ("<?xml version='1.0'?><methodCall><methodName>session.login_with_password</methodName>"
+             "<params><param><value>%s</value></param><param><value>%s</value></param></params>"
+             "</methodCall>" % (p["username"], p["password"])).encode()
+    with urllib.request.urlopen(urllib.request.Request(p["url"], data=login), context=ctx) as r:
+        session_ref = xmlrpc.client.loads(r.read())[0][0]["Value"]
+    req = urllib.request.Request(p["url"].rstrip("/") + "/xapisim/faults",
+                                 data=json.dumps(spec).encode(), method="POST",
+                                 headers={"Cookie": "session_id=%s" % session_ref})
+    with urllib.request.urlopen(req, context=ctx) as r:
+        print(r.read().decode())
+    return 0
