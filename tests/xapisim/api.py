@@ -109,7 +109,8 @@ class Dispatcher:
                 self.check_session(session_ref)
                 self.check_rbac(session_ref, message)
             self.pool.faults.on_call(name)
-            args = self.decode_args(message, params)
+            # XAPI checks handles inside the task for Async calls: the task fails, the call not
+            args = self.decode_args(message, params, check_refs=not is_async)
             ctx = Context(self.pool, session_ref, wire_name=name, xmlrpc_mode=xmlrpc_mode)
             if is_async:
                 task = self.pool.create_task(session_ref, "Async.%s" % name)
@@ -130,6 +131,7 @@ class Dispatcher:
         with db.lock:
             ctx.task_ref = task
             try:
+                self.check_refs(message, args)
                 result = run_impl(ctx, message, args)
                 if db.exists("task", task):
                     text = xmlrpc_fragment(encode(result, message.result)) \
@@ -161,20 +163,25 @@ class Dispatcher:
             raise XapiError("RBAC_PERMISSION_DENIED", message.wire_name.lower(),
                             "No permission in user session")
 
-    def decode_args(self, message, params):
+    def decode_args(self, message, params, check_refs=True):
         args = []
         for (pname, ptype, default, has_default), value in zip(message.call_params, params):
             try:
-                native = decode(value, ptype)
+                args.append(decode(value, ptype))
             except DecodeError:
                 raise XapiError("FIELD_TYPE_ERROR", pname)
-            if ptype.kind == "ref" and native != NULL_REF and ptype.name in self.pool.db.tables:
-                if not self.pool.db.exists(ptype.name, native):
-                    raise XapiError("HANDLE_INVALID", ptype.name, native)
-            args.append(native)
         for pname, ptype, default, has_default in message.call_params[len(params):]:
             args.append(default)
+        if check_refs:
+            self.check_refs(message, args)
         return args
+
+    def check_refs(self, message, args):
+        db = self.pool.db
+        for (pname, ptype, default, has_default), value in zip(message.call_params, args):
+            if ptype.kind == "ref" and value != NULL_REF and ptype.name in db.tables \
+                    and not db.exists(ptype.name, value):
+                raise XapiError("HANDLE_INVALID", ptype.name, value)
 
 
 def run_impl(ctx, message, args):
