@@ -1,0 +1,175 @@
+"""Building test VMs through the public API, as a user of a real pool would: VMs with disks,
+data written through ``/import_raw_vdi``, snapshot trees with reverted branches, and a text
+drawing of a VM's snapshot tree. Used by the demo, the tests and the benchmarks."""
+
+import struct
+
+from . import client
+
+MiB = 1 << 20
+NULL = "OpaqueRef:NULL"
+
+
+def default_sr(x):
+    return x.xenapi.pool.get_default_SR(x.xenapi.pool.get_all()[0])
+
+
+def nbd_network(x):
+    for ref, rec in x.xenapi.network.get_all_records().items():
+        if rec["purpose"]:
+            return ref
+    return x.xenapi.network.get_all()[0]
+
+
+def create_vm(x, name, disk_sizes, sr=None, network=None, cd=False):
+    """A halted VM with one disk per size (userdevice 0, 1, ...), one VIF, optionally an empty
+    CD drive. Returns the VM ref."""
+    sr = sr or default_sr(x)
+    vm = x.xenapi.VM.create({
+        "name_label": name, "name_description": "made by xapisim.scenario",
+        "user_version": "1", "is_a_template": False, "affinity": NULL,
+        "memory_static_max": str(256 * MiB), "memory_dynamic_max": str(256 * MiB),
+        "memory_dynamic_min": str(256 * MiB), "memory_static_min": str(256 * MiB),
+        "VCPUs_params": {}, "VCPUs_max": "1", "VCPUs_at_startup": "1",
+        "actions_after_shutdown": "destroy", "actions_after_reboot": "restart",
+        "actions_after_crash": "restart", "PV_bootloader": "", "PV_kernel": "", "PV_ramdisk": "",
+        "PV_args": "", "PV_bootloader_args": "", "PV_legacy_args": "", "HVM_boot_policy": "BIOS order",
+        "HVM_boot_params": {"order": "cd"}, "HVM_shadow_multiplier": 1.0, "platform": {},
+        "PCI_bus": "", "other_config": {}, "recommendations": "", "xenstore_data": {},
+        "ha_always_run": False, "ha_restart_priority": "", "tags": [], "blocked_operations": {},
+        "protection_policy": NULL, "is_snapshot_from_vmpp": False, "appliance": NULL,
+        "start_delay": "0", "shutdown_delay": "0", "order": "0", "suspend_SR": NULL,
+        "version": "0", "generation_id": "", "hardware_platform_version": "0",
+        "has_vendor_device": False, "reference_label": "", "domain_type": "hvm", "NVRAM": {},
+    })
+    for index, size in enumerate(disk_sizes):
+        add_disk(x, vm, index, size, sr, "%s disk %d" % (name, index))
+    if cd:
+        x.xenapi.VBD.create({
+            "VM": vm, "VDI": NULL, "userdevice": str(len(disk_sizes)), "bootable": False,
+            "mode": "RO", "type": "CD", "unpluggable": True, "empty": True,
+            "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {},
+        })
+    x.xenapi.VIF.create({
+        "device": "0", "network": network or nbd_network(x), "VM": vm,
+        "MAC": "", "MTU": "1500", "other_config": {}, "qos_algorithm_type": "",
+        "qos_algorithm_params": {}, "locking_mode": "network_default", "ipv4_allowed": [],
+        "ipv6_allowed": [],
+    })
+    return vm
+
+
+def add_disk(x, vm, userdevice, size, sr=None, label="disk"):
+    vdi = x.xenapi.VDI.create({
+        "name_label": label, "name_description": "", "SR": sr or default_sr(x),
+        "virtual_size": str(size), "type": "user", "sharable": False, "read_only": False,
+        "other_config": {}, "xenstore_data": {}, "sm_config": {}, "tags": [],
+    })
+    x.xenapi.VBD.create({
+        "VM": vm, "VDI": vdi, "userdevice": str(userdevice), "bootable": userdevice == 0,
+        "mode": "RW", "type": "Disk", "unpluggable": False, "empty": False,
+        "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {},
+    })
+    return vdi
+
+
+def disks(x, vm):
+    """{userdevice: VDI ref} of a VM's (or snapshot's) disks."""
+    out = {}
+    for vbd in x.xenapi.VM.get_VBDs(vm):
+        rec = x.xenapi.VBD.get_record(vbd)
+        if rec["type"] == "Disk" and not rec["empty"]:
+            out[rec["userdevice"]] = rec["VDI"]
+    return out
+
+
+def chunked_body(writes):
+    """The body of a chunked raw import: {u64 LE offset, u32 LE length} + data per write,
+    ended by a zero header."""
+    parts = []
+    for offset, data in writes:
+        parts.append(struct.pack("<QI", offset, len(data)))
+        parts.append(data)
+    parts.append(struct.pack("<QI", 0, 0))
+    return b"".join(parts)
+
+
+def write_disk(pool, x, vdi, writes):
+    """Write [(offset, bytes)] into a VDI of a halted VM through PUT /import_raw_vdi."""
+    body = chunked_body(writes)
+    status, headers, data = client.http_request(
+        pool, "PUT", "/import_raw_vdi",
+        query={"vdi": x.xenapi.VDI.get_uuid(vdi), "format": "raw", "chunked": "true"},
+        session=x, body=body, headers={"Content-Length": str(len(body))})
+    if status != 200:
+        raise RuntimeError("import_raw_vdi answered %s: %r" % (status, data[:200]))
+
+
+def pattern(tag, length):
+    """Recognisable, non-zero bytes for a write tagged ``tag``."""
+    unit = ("%s|" % tag).encode()
+    return (unit * (length // len(unit) + 1))[:length]
+
+
+def build_branched_tree(pool, x, name="demo-vm", disk_sizes=(16 * MiB, 8 * MiB)):
+    """A VM whose snapshot tree has a reverted branch:
+
+        base ── v1 ── v2-abandoned
+                  └── v2 (active) ── <VM>
+
+    Each step writes distinct data on every disk. Returns the VM ref."""
+    vm = create_vm(x, name, list(disk_sizes))
+
+    def write_step(tag, block):
+        for userdevice, vdi in disks(x, vm).items():
+            write_disk(pool, x, vdi, [(block * 64 * 1024, pattern("%s-%s" % (tag, userdevice), 64 * 1024))])
+
+    write_step("base", 0)
+    x.xenapi.VM.snapshot(vm, "base")
+    write_step("v1", 1)
+    v1 = x.xenapi.VM.snapshot(vm, "v1")
+    write_step("v2-abandoned", 2)
+    x.xenapi.VM.snapshot(vm, "v2-abandoned")
+    x.xenapi.VM.revert(v1)
+    write_step("v2", 3)
+    x.xenapi.VM.snapshot(vm, "v2")
+    write_step("leaf", 4)
+    return vm
+
+
+def tree_lines(x, vm):
+    """The snapshot tree of a VM drawn as text; '*' marks the active path, the VM itself is
+    drawn under the snapshot it was last reverted to or taken from."""
+    snaps = {ref: x.xenapi.VM.get_record(ref) for ref in x.xenapi.VM.get_snapshots(vm)}
+    vm_rec = x.xenapi.VM.get_record(vm)
+    active, cursor = set(), vm_rec["parent"]
+    while cursor in snaps:
+        active.add(cursor)
+        cursor = snaps[cursor]["parent"]
+    children = {}
+    for ref, rec in snaps.items():
+        children.setdefault(rec["parent"] if rec["parent"] in snaps else None, []).append(ref)
+    children.setdefault(vm_rec["parent"] if vm_rec["parent"] in snaps else None, []).append(vm)
+    lines = []
+
+    def label(ref):
+        if ref == vm:
+            return "%s (the VM, %s)" % (vm_rec["name_label"], vm_rec["power_state"])
+        rec = snaps[ref]
+        mark = "*" if ref in active else " "
+        return "%s %s  [%s, %d disk(s)]" % (mark, rec["name_label"], rec["snapshot_time"].value,
+                                             len(disks(x, ref)))
+
+    def order(ref):
+        return "~" if ref == vm else str(snaps[ref]["snapshot_time"]) + snaps[ref]["name_label"]
+
+    def walk(ref, prefix, last):
+        lines.append(prefix + ("└── " if last else "├── ") + label(ref))
+        kids = sorted(children.get(ref, []), key=order)
+        for i, kid in enumerate(kids):
+            walk(kid, prefix + ("    " if last else "│   "), i == len(kids) - 1)
+
+    roots = sorted(children.get(None, []), key=order)
+    for i, root in enumerate(roots):
+        walk(root, "", i == len(roots) - 1)
+    return lines
