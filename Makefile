@@ -1,0 +1,79 @@
+# xapi.sxm: one-command set-up, demo, tests, sanity and lint. Everything runs from .venv.
+# `make test` runs every layer, keeps going after a failing one, and fails if any failed.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+TEST_LAYERS := unit conformance integration sanity lint
+
+.PHONY: help setup test $(TEST_LAYERS) demo bench changelog-lint constraints clean distclean
+
+help:
+	@echo "make setup        Debian packages, .venv with pinned Python packages (idempotent)"
+	@echo "make demo         migrate a VM tree between two simulated pools (no real pool needed)"
+	@echo "make test         every test layer: $(TEST_LAYERS)"
+	@echo "make unit | conformance | integration | sanity | lint   one layer"
+	@echo "make bench        benchmarks against the simulator"
+	@echo "make constraints  re-freeze constraints.txt after changing a pin"
+	@echo "make clean        remove build/ and test output (keeps .venv)"
+
+# tools/setup.sh skips pip when its stamp (a digest of the requirement files) is current.
+setup:
+	@tools/setup.sh
+
+# Each layer is run even when an earlier one failed; the summary says which failed.
+test: setup
+	@failed=""; \
+	for layer in $(TEST_LAYERS); do \
+		echo "=== make $$layer"; \
+		$(MAKE) --no-print-directory $$layer SETUP_DONE=1 || failed="$$failed $$layer"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "=== FAILED layers:$$failed"; exit 1; fi; \
+	echo "=== all test layers passed: $(TEST_LAYERS)"
+
+# Layers depend on setup unless `make test` already ran it.
+ifeq ($(SETUP_DONE),1)
+LAYER_DEPS :=
+else
+LAYER_DEPS := setup
+endif
+
+unit: $(LAYER_DEPS)
+	@tools/pytest_layer.sh unit tests/unit
+
+conformance: $(LAYER_DEPS)
+	@tools/pytest_layer.sh conformance tests/conformance
+
+integration: $(LAYER_DEPS)
+	@tools/pytest_layer.sh integration tests/integration
+
+sanity: $(LAYER_DEPS)
+	@tools/sanity.sh
+
+lint: $(LAYER_DEPS)
+	@tools/lint.sh
+
+demo: setup
+	$(PY) -m xapisim.demo
+
+bench: setup
+	@if [ -f bench/run.py ]; then $(PY) bench/run.py; else echo "bench: no benchmarks yet"; fi
+
+changelog-lint: setup
+	$(VENV)/bin/antsibull-changelog lint
+
+# Resolves requirements-test.txt afresh (ignoring the old constraints), then freezes the result.
+constraints:
+	@SXM_IGNORE_CONSTRAINTS=1 tools/setup.sh
+	@{ echo "# Full resolved set of requirements-test.txt, for reproducible installs (pip -c)."; \
+	   echo "# Regenerate: make constraints"; \
+	   $(PY) -m pip freeze --local --disable-pip-version-check; } > constraints.txt.new
+	@mv constraints.txt.new constraints.txt
+	@echo "constraints.txt updated"
+
+clean:
+	rm -rf build tests/output .pytest_cache .ruff_cache
+
+distclean: clean
+	rm -rf $(VENV)
