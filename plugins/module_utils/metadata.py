@@ -1,0 +1,159 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, xapi.sxm contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The VM and its snapshot VMs on the destination (DESIGN.md step 6): the source's
+``/export_metadata?export_snapshots=true`` imported with ``/import_metadata?restore=true``, the
+disks mapped with ``vdi:<source uuid>=<destination uuid>`` and the networks mapped by setting
+``maps_to`` on the exported VIFs. Then the VDI-level ``snapshot_time`` fix-up, checked after an
+``SR.scan`` because SMAPIv3 SRs overwrite database values from their backend on a scan.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import io
+import re
+import tarfile
+import xmlrpc.client
+
+from ansible_collections.xapi.sxm.plugins.module_utils.xapi import XapiFailure, parse_task_result
+
+
+class MetadataError(Exception):
+    pass
+
+
+def export_metadata(src, vm_uuid):
+    """The tar stream of /export_metadata as bytes (metadata only: small)."""
+    response = src.http("GET", "/export_metadata", {"uuid": vm_uuid, "export_snapshots": "true"})
+    data = response.read()
+    response.connection.close()
+    if response.status != 200:
+        raise MetadataError("the source refused to export the metadata of VM %s (HTTP %s)"
+                            % (vm_uuid, response.status))
+    return data
+
+
+def read_ova(tar_bytes):
+    """(ova.xml value, the tar's other members) from an export."""
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    xml = members.pop("ova.xml", None)
+    if xml is None:
+        raise MetadataError("the metadata export has no ova.xml")
+    text = re.sub(r"^<\?xml[^>]*\?>", "", xml.decode("utf-8").strip())
+    value = xmlrpc.client.loads("<?xml version='1.0'?><methodResponse><params><param>%s"
+                                "</param></params></methodResponse>" % text,
+                                use_datetime=False)[0][0]
+    return value, members
+
+
+def write_ova(value, members):
+    xml = xmlrpc.client.dumps((value,), methodresponse=True, allow_none=False)
+    body = re.search(r"<param>\s*(.*)\s*</param>", xml, re.S).group(1)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, data in [("ova.xml", body.encode("utf-8"))] + sorted(members.items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def objects_of(value, cls):
+    return [o for o in value["objects"] if o["class"] == cls]
+
+
+def map_networks(value, network_map, dst_networks):
+    """Point every exported VIF at a destination network: ``network_map`` (source network
+    uuid or name -> destination network uuid or name), else the network of the same name.
+    XAPI itself would silently create a new, unconnected network for an unmatched one, so an
+    unmatched network is an error here. ``dst_networks``: {ref: record} of the destination.
+    Returns {source network name: destination network name}."""
+    by_uuid = {rec["uuid"]: ref for ref, rec in dst_networks.items()}
+    by_name = {}
+    for ref, rec in dst_networks.items():
+        by_name.setdefault(rec["name_label"], []).append(ref)
+    exported = {o["id"]: o["snapshot"] for o in objects_of(value, "network")}
+    chosen = {}
+    for vif in objects_of(value, "VIF"):
+        net = exported.get(vif["snapshot"]["network"])
+        if net is None:
+            continue
+        wanted = network_map.get(net["uuid"], network_map.get(net["name_label"]))
+        if wanted is not None:
+            ref = by_uuid.get(wanted) or (by_name.get(wanted) or [None])[0]
+            if ref is None:
+                raise MetadataError("sxm_network_map sends network %r to %r, which the destination "
+                                    "pool does not have" % (net["name_label"], wanted))
+        else:
+            candidates = by_name.get(net["name_label"], [])
+            if len(candidates) != 1:
+                raise MetadataError(
+                    "network %r of the VM has %s on the destination pool: map it with "
+                    "sxm_network_map (source network name or uuid -> destination network)"
+                    % (net["name_label"], "no namesake" if not candidates else "several namesakes"))
+            ref = candidates[0]
+        vif["snapshot"].setdefault("other_config", {})["maps_to"] = ref
+        chosen[net["name_label"]] = dst_networks[ref]["name_label"]
+    return chosen
+
+
+def import_metadata(dst, tar_bytes, vdi_map, dry_run=False):
+    """PUT /import_metadata?restore=true with ``vdi:`` maps; returns the VM refs imported."""
+    query = {"restore": "true", "force": "false", "dry_run": "true" if dry_run else "false"}
+    for src_uuid, dst_uuid in sorted(vdi_map.items()):
+        query["vdi:%s" % src_uuid] = dst_uuid
+    task = dst.call("task.create", "xapi.sxm metadata import", "")
+    response = dst.http("PUT", "/import_metadata", query, body=tar_bytes, task=task)
+    body = response.read()
+    response.connection.close()
+    if response.status != 200:
+        try:
+            dst.wait_task(task, timeout=60)
+        except XapiFailure as e:
+            raise MetadataError("the destination refused the VM metadata: %s" % e.message)
+        raise MetadataError("the destination refused the VM metadata (HTTP %s: %s)"
+                            % (response.status, body[:200].decode("utf-8", "replace")))
+    result = dst.wait_task(task)
+    if isinstance(result, str):
+        result = parse_task_result(result) if result.startswith("<") else [result] if result else []
+    return list(result or [])
+
+
+def fix_snapshot_times(dst, pairs_times, sr_refs):
+    """Give destination snapshot VDIs the source's ``snapshot_time``: through the hidden
+    setter, which XAPI allows only to a local root session that names the VDI's SR in its
+    ``_sm_session`` key; then ``SR.scan`` and read back. Returns [(vdi uuid, wanted, got,
+    reason)] for every VDI that does not end with the source's time."""
+    pending = []
+    can = dst.is_local_superuser
+    for vdi_ref, wanted in pairs_times:
+        got = str(getattr(dst.call("VDI.get_snapshot_time", vdi_ref), "value", ""))
+        if got == wanted:
+            continue
+        if not can:
+            continue
+        sr = dst.call("VDI.get_SR", vdi_ref)
+        try:
+            dst.call("session.add_to_other_config", dst.session_ref, "_sm_session", sr)
+        except XapiFailure:
+            dst.call("session.remove_from_other_config", dst.session_ref, "_sm_session")
+            dst.call("session.add_to_other_config", dst.session_ref, "_sm_session", sr)
+        try:
+            dst.call("VDI.set_snapshot_time", vdi_ref, xmlrpc.client.DateTime(wanted))
+        except XapiFailure:
+            pass
+        finally:
+            dst.call("session.remove_from_other_config", dst.session_ref, "_sm_session")
+    for sr in sorted(set(sr_refs)):
+        dst.call("SR.scan", sr)
+    for vdi_ref, wanted in pairs_times:
+        got = str(getattr(dst.call("VDI.get_snapshot_time", vdi_ref), "value", ""))
+        if got != wanted:
+            reason = ("the destination session is not local root, so XAPI refuses to set it"
+                      if not can else "the SR keeps the time of its own snapshot (SMAPIv3 "
+                      "overwrites it on every scan)")
+            pending.append((dst.call("VDI.get_uuid", vdi_ref), wanted, got, reason))
+    return pending

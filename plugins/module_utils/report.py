@@ -1,0 +1,77 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, xapi.sxm contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The migration report (DESIGN.md step 9): JSON, and Markdown with both trees side by side."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+
+
+def tree_lines(tree):
+    """A tree dict (Tree.to_dict) drawn as text lines; '*' marks the active path."""
+    nodes = {n["uuid"]: n for n in tree["nodes"]}
+    lines = []
+
+    def label(n):
+        if n["is_vm"]:
+            return "%s (VM)" % n["name_label"]
+        return "%s %s  %s" % ("*" if n["active"] else " ", n["name_label"], n["snapshot_time"])
+
+    def visit(n, prefix, last):
+        lines.append(prefix + ("└── " if last else "├── ") + label(n))
+        kids = [nodes[c] for c in n["children"] if c in nodes]
+        for i, kid in enumerate(kids):
+            visit(kid, prefix + ("    " if last else "│   "), i == len(kids) - 1)
+
+    roots = [n for n in tree["nodes"] if n["parent"] is None]
+    for i, root in enumerate(roots):
+        visit(root, "", i == len(roots) - 1)
+    return lines
+
+
+def side_by_side(left, right, titles=("source", "destination")):
+    width = max([len(x) for x in left] + [len(titles[0])]) + 4
+    out = [titles[0].ljust(width) + titles[1], "-" * (width + len(titles[1]))]
+    for i in range(max(len(left), len(right))):
+        a = left[i] if i < len(left) else ""
+        b = right[i] if i < len(right) else ""
+        out.append(a.ljust(width) + b)
+    return out
+
+
+def markdown(result):
+    lines = ["# Migration of %s" % result.get("vm_name", result.get("vm_uuid")), "",
+             "- VM uuid: `%s`" % result.get("vm_uuid"),
+             "- result: %s" % result.get("message", ""),
+             "- bytes written: %s (walk minimum %s, per-edge minimum %s)" % (
+                 result.get("bytes_written", 0), result.get("walk_minimum_bytes", 0),
+                 result.get("edge_minimum_bytes", 0)),
+             "- timings: %s" % json.dumps(result.get("timings", {})), ""]
+    if result.get("destination_tree"):
+        lines += ["## Snapshot trees", "", "```"]
+        lines += side_by_side(tree_lines(result["source_tree"]), tree_lines(result["destination_tree"]))
+        lines += ["```", ""]
+    if result.get("warnings"):
+        lines += ["## Warnings", ""] + ["- %s" % w for w in result["warnings"]] + [""]
+    if result.get("snapshot_time_not_kept"):
+        lines += ["## Snapshot disks that keep the destination's snapshot_time", "",
+                  "| VDI | source time | destination time | why |", "|---|---|---|---|"]
+        for row in result["snapshot_time_not_kept"]:
+            lines.append("| %s | %s | %s | %s |" % (row["vdi_uuid"], row["source_time"],
+                                                   row["destination_time"], row["reason"]))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_reports(result, report_dir):
+    os.makedirs(report_dir, exist_ok=True)
+    base = os.path.join(report_dir, "sxm-%s" % result.get("vm_uuid", "unknown"))
+    with open(base + ".json", "w") as f:
+        json.dump(result, f, indent=1, sort_keys=True)
+    with open(base + ".md", "w") as f:
+        f.write(markdown(result))
+    return [base + ".json", base + ".md"]

@@ -1,0 +1,191 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, xapi.sxm contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The snapshot tree of a VM, discovered with a few batched calls, and the order in which the
+tree of each disk is mirrored (DESIGN.md, steps 2 and 3).
+
+The VM-level tree comes from the snapshot VMs' ``parent`` links and the live VM's ``parent``
+chain (the active path). Each node carries its disks matched by VBD ``userdevice``; a snapshot
+taken before a disk was added simply lacks that disk. CD drives and empty VBDs are ignored.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+NULL = "OpaqueRef:NULL"
+
+
+class Disk:
+    def __init__(self, userdevice, vdi_ref, vdi):
+        self.userdevice = userdevice
+        self.vdi_ref = vdi_ref
+        self.uuid = vdi["uuid"]
+        self.name_label = vdi["name_label"]
+        self.virtual_size = int(vdi["virtual_size"])
+        self.physical_utilisation = int(vdi.get("physical_utilisation", 0))
+        self.sr_ref = vdi["SR"]
+        self.cbt_enabled = bool(vdi.get("cbt_enabled", False))
+        self.snapshot_time = str(vdi.get("snapshot_time", ""))
+
+    def to_dict(self):
+        return {"userdevice": self.userdevice, "vdi_uuid": self.uuid, "name_label": self.name_label,
+                "virtual_size": self.virtual_size, "physical_utilisation": self.physical_utilisation,
+                "cbt_enabled": self.cbt_enabled}
+
+
+class Node:
+    """A snapshot VM, or the live VM itself (``is_vm``), with its disks."""
+
+    def __init__(self, ref, rec, is_vm=False):
+        self.ref = ref
+        self.uuid = rec["uuid"]
+        self.name_label = rec["name_label"]
+        self.name_description = rec["name_description"]
+        self.snapshot_time = str(getattr(rec["snapshot_time"], "value", rec["snapshot_time"]))
+        self.parent_ref = rec["parent"]
+        self.is_vm = is_vm
+        self.is_checkpoint = rec.get("suspend_VDI", NULL) not in (NULL, "")
+        self.power_state = rec["power_state"]
+        self.parent = None
+        self.children = []
+        self.active = False
+        self.disks = {}
+
+    def sort_key(self):
+        # the live VM is always the newest node under its parent
+        return (1 if self.is_vm else 0, self.snapshot_time, self.name_label, self.uuid)
+
+    def to_dict(self):
+        return {"uuid": self.uuid, "name_label": self.name_label,
+                "name_description": self.name_description,
+                "snapshot_time": self.snapshot_time, "is_vm": self.is_vm, "active": self.active,
+                "is_checkpoint": self.is_checkpoint,
+                "parent": self.parent.uuid if self.parent else None,
+                "children": [c.uuid for c in self.children],
+                "disks": [self.disks[k].to_dict() for k in sorted(self.disks, key=int)]}
+
+
+class Tree:
+    def __init__(self, vm, nodes):
+        self.vm = vm
+        self.nodes = nodes                      # ref -> Node, the VM included
+        self.roots = sorted([n for n in nodes.values() if n.parent is None], key=Node.sort_key)
+
+    @property
+    def snapshots(self):
+        return [n for n in self.nodes.values() if not n.is_vm]
+
+    def userdevices(self):
+        found = set()
+        for node in self.nodes.values():
+            found.update(node.disks)
+        return sorted(found, key=int)
+
+    def walk(self, userdevice):
+        """The snapshots holding disk ``userdevice`` in mirror order: depth first, at each
+        node its inactive (reverted) children first and the active child last. Nodes without
+        the disk are transparent (their children are visited in their place). The live VM is
+        not part of the walk: its disk is the leaf synced at the end."""
+        order = []
+
+        def visit(node):
+            if not node.is_vm and userdevice in node.disks:
+                order.append(node)
+            kids = sorted(node.children, key=lambda n: (n.active,) + n.sort_key())
+            for kid in kids:
+                visit(kid)
+
+        for root in sorted(self.roots, key=lambda n: (n.active,) + n.sort_key()):
+            visit(root)
+        return order
+
+    def to_dict(self):
+        return {"vm": self.vm.to_dict(),
+                "nodes": [n.to_dict() for n in self.ordered()],
+                "active_path": [n.uuid for n in self.active_path()]}
+
+    def ordered(self):
+        out = []
+
+        def visit(node):
+            out.append(node)
+            for kid in sorted(node.children, key=Node.sort_key):
+                visit(kid)
+        for root in self.roots:
+            visit(root)
+        return out
+
+    def active_path(self):
+        path, node = [], self.vm.parent
+        while node is not None:
+            path.append(node)
+            node = node.parent
+        return list(reversed(path))
+
+    def lines(self):
+        """The tree drawn as text, '*' on the active path."""
+        out = []
+
+        def label(node):
+            if node.is_vm:
+                return "%s (VM, %s)" % (node.name_label, node.power_state)
+            return "%s %s  [%s]" % ("*" if node.active else " ", node.name_label, node.snapshot_time)
+
+        def visit(node, prefix, last):
+            out.append(prefix + ("└── " if last else "├── ") + label(node))
+            kids = sorted(node.children, key=Node.sort_key)
+            for i, kid in enumerate(kids):
+                visit(kid, prefix + ("    " if last else "│   "), i == len(kids) - 1)
+        for i, root in enumerate(self.roots):
+            visit(root, "", i == len(self.roots) - 1)
+        return out
+
+
+def _or(field, values):
+    return " or ".join('field "%s"="%s"' % (field, v) for v in values) or "false"
+
+
+def discover(conn, vm_ref):
+    """The tree of ``vm_ref`` with a handful of batched calls: the VM, its snapshots, their
+    VBDs, and the VDIs of the SRs those disks live on."""
+    vm_rec = conn.call("VM.get_record", vm_ref)
+    snaps = conn.call("VM.get_all_records_where", 'field "snapshot_of"="%s"' % vm_ref)
+    nodes = {vm_ref: Node(vm_ref, vm_rec, is_vm=True)}
+    for ref, rec in snaps.items():
+        if rec.get("is_a_snapshot"):
+            nodes[ref] = Node(ref, rec)
+    vbds = conn.call("VBD.get_all_records_where", _or("VM", sorted(nodes))) if nodes else {}
+    disk_vbds = [(rec["VM"], rec["userdevice"], rec["VDI"]) for rec in vbds.values()
+                 if rec["type"] == "Disk" and not rec["empty"] and rec["VDI"] != NULL]
+    vdis = _fetch_vdis(conn, [vdi for _, _, vdi in disk_vbds])
+    for vm, userdevice, vdi in disk_vbds:
+        if vm in nodes and vdi in vdis:
+            nodes[vm].disks[userdevice] = Disk(userdevice, vdi, vdis[vdi])
+    for node in nodes.values():
+        parent = nodes.get(node.parent_ref)
+        if parent is not None and parent is not node:
+            node.parent = parent
+            parent.children.append(node)
+    vm = nodes[vm_ref]
+    cursor = vm.parent
+    while cursor is not None:
+        cursor.active = True
+        cursor = cursor.parent
+    vm.active = True
+    return Tree(vm, nodes)
+
+
+def _fetch_vdis(conn, refs):
+    """Records of the given VDIs: one VDI first to learn its SR, then every VDI of that SR in
+    one call (snapshots live beside their disk); a VDI on another SR is fetched alone."""
+    wanted = sorted(set(refs))
+    if not wanted:
+        return {}
+    first = conn.call("VDI.get_record", wanted[0])
+    found = conn.call("VDI.get_all_records_where", 'field "SR"="%s"' % first["SR"])
+    found[wanted[0]] = first
+    for ref in wanted:
+        if ref not in found:
+            found[ref] = conn.call("VDI.get_record", ref)
+    return {ref: found[ref] for ref in wanted}

@@ -1,0 +1,240 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, xapi.sxm contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Connections to XAPI pools: login over verified HTTPS with the real XenAPI client, logout
+always, retries of idempotent calls on transient errors, failures turned into messages that
+say what happened and what to do, and the HTTP data handlers with the session as a cookie.
+
+Plain Python: no Ansible imports, so it is unit-testable and usable from the benchmarks.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import http.client
+import socket
+import ssl
+import time
+import urllib.parse
+import xmlrpc.client
+
+try:
+    import XenAPI
+    HAS_XENAPI = True
+except ImportError:  # pragma: no cover - reported by the modules
+    XenAPI = None
+    HAS_XENAPI = False
+
+ORIGINATOR = "xapi.sxm"
+# Errors after which the same call may simply be tried again.
+TRANSIENT_CODES = ("TOO_BUSY", "HOST_STILL_BOOTING", "HOST_IS_SLAVE_TRANSIENT")
+READ_PREFIXES = ("get_", "list_", "event.from")
+
+
+class XapiFailure(Exception):
+    """A failed call, with XAPI's error code and parameters and a message for people."""
+
+    def __init__(self, message, code=None, params=None):
+        super(XapiFailure, self).__init__(message)
+        self.message = message
+        self.code = code
+        self.params = list(params or [])
+
+
+def explain(code, params, pool_url, call=""):
+    """A message for an XAPI failure: what happened, on which object, and what to do."""
+    p = list(params) + [""] * 4
+    where = " (pool %s%s)" % (pool_url, ", call %s" % call if call else "")
+    hints = {
+        "SESSION_AUTHENTICATION_FAILED": "wrong username or password for user %r%s: check the "
+                                         "credentials of this pool" % (p[0], where),
+        "SESSION_INVALID": "the session expired or was logged out%s: run again" % where,
+        "HANDLE_INVALID": "the %s %s no longer exists%s: it was removed while we worked; run "
+                          "again to re-plan" % (p[0], p[1], where),
+        "UUID_INVALID": "no %s has uuid %s%s: check the name or uuid you gave" % (p[0], p[1], where),
+        "RBAC_PERMISSION_DENIED": "the account may not call %s%s: use an account with the "
+                                  "pool-admin role, or local root" % (p[0], where),
+        "PERMISSION_DENIED": "XAPI refused an internal call%s: it needs a local root session" % where,
+        "SR_FULL": "the storage repository is full (requested %s bytes, at most %s)%s: free "
+                   "space or map the disks to another SR" % (p[0], p[1], where),
+        "VM_BAD_POWER_STATE": "VM %s is %s but must be %s%s" % (p[0], p[2], p[1], where),
+        "VDI_IN_USE": "disk %s is in use (%s)%s: stop what uses it, then run again" % (p[0], p[1], where),
+        "MESSAGE_METHOD_UNKNOWN": "this pool does not know %s%s: its XAPI is too old for this "
+                                  "feature" % (p[0], where),
+    }
+    text = hints.get(code)
+    if text is None:
+        text = "XAPI error %s %s%s" % (code, [x for x in params], where)
+    return text
+
+
+def ssl_context(validate_certs=True, ca_path=None):
+    if not validate_certs:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    return ssl.create_default_context(cafile=ca_path) if ca_path else ssl.create_default_context()
+
+
+class Connection:
+    """One logged-in session on one pool. Use as a context manager so that it always logs out.
+
+    ``session_ref`` is a secret (it unlocks the pool's NBD exports): never log or return it."""
+
+    def __init__(self, url, username, password, validate_certs=True, ca_path=None,
+                 originator=ORIGINATOR, retries=3, retry_delay=1.0):
+        if not HAS_XENAPI:
+            raise XapiFailure("the XenAPI Python library is missing: pip install XenAPI")
+        if "://" not in url:
+            url = "https://" + url
+        self.url = url.rstrip("/") + "/"
+        self.username = username
+        self._password = password
+        self.validate_certs = validate_certs
+        self.ca_path = ca_path
+        self.originator = originator
+        self.retries = retries
+        self.retry_delay = retry_delay
+        self.ssl = ssl_context(validate_certs, ca_path) if self.url.startswith("https") else None
+        self.session = None
+
+    # ---- session ----------------------------------------------------------------------------
+    def login(self):
+        transport = xmlrpc.client.SafeTransport(context=self.ssl) if self.ssl else None
+        session = XenAPI.Session(self.url, transport=transport)
+        try:
+            self._with_retries(lambda: session.xenapi.login_with_password(
+                self.username, self._password, "2.0", self.originator), "session.login_with_password",
+                retry=True)
+        except ssl.SSLError as e:
+            raise XapiFailure("the certificate of %s is not trusted (%s): give its CA in ca_path, "
+                              "or set validate_certs to false only on a trusted network"
+                              % (self.url, getattr(e, "reason", e)))
+        self.session = session
+        return self
+
+    def logout(self):
+        if self.session is not None:
+            try:
+                self.session.xenapi.session.logout()
+            except Exception:  # noqa: BLE001 - logging out is best effort
+                pass
+            self.session = None
+
+    def __enter__(self):
+        return self.login()
+
+    def __exit__(self, *exc):
+        self.logout()
+        return False
+
+    @property
+    def session_ref(self):
+        return self.session._session
+
+    @property
+    def is_local_superuser(self):
+        return bool(self.call("session.get_is_local_superuser", self.session_ref))
+
+    # ---- calls ------------------------------------------------------------------------------
+    def call(self, name, *args):
+        """Call ``Class.message`` (or ``Async.Class.message``) with the session prepended.
+        Reads are retried on transient failures; writes are not, because a retried write whose
+        first attempt reached the pool would be done twice."""
+        fn = self.session.xenapi
+        for part in name.split("."):
+            fn = getattr(fn, part)
+        retry = name.split(".")[-1].startswith(READ_PREFIXES) or name == "event.from"
+        return self._with_retries(lambda: fn(*args), name, retry)
+
+    def _with_retries(self, thunk, name, retry):
+        attempts = self.retries if retry else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return thunk()
+            except XenAPI.Failure as e:
+                details = list(e.details)
+                code, params = (details[0] if details else "UNKNOWN"), details[1:]
+                if code in TRANSIENT_CODES and attempt < attempts:
+                    time.sleep(self.retry_delay * attempt)
+                    continue
+                raise XapiFailure(explain(code, params, self.url, name), code, params)
+            except (socket.error, http.client.HTTPException, xmlrpc.client.ProtocolError) as e:
+                if isinstance(e, ssl.SSLCertVerificationError):
+                    raise
+                if attempt < attempts:
+                    time.sleep(self.retry_delay * attempt)
+                    continue
+                raise XapiFailure("cannot reach %s (%s): check the url and the network"
+                                  % (self.url, e), "CONNECTION_FAILED", [str(e)])
+
+    def wait_task(self, task, poll=0.5, timeout=None, on_progress=None):
+        """Wait for a task; return its decoded result text or raise its error. The task is
+        destroyed afterwards (clients should destroy the tasks they own)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                rec = self.call("task.get_record", task)
+                if on_progress:
+                    on_progress(float(rec["progress"]))
+                if rec["status"] == "success":
+                    return parse_task_result(rec["result"])
+                if rec["status"] in ("failure", "cancelled"):
+                    info = list(rec["error_info"]) or ["UNKNOWN"]
+                    raise XapiFailure(explain(info[0], info[1:], self.url, rec["name_label"]),
+                                      info[0], info[1:])
+                if deadline is not None and time.monotonic() > deadline:
+                    raise XapiFailure("task %s did not finish in time on %s"
+                                      % (rec["name_label"], self.url), "TIMEOUT")
+                time.sleep(poll)
+        finally:
+            try:
+                self.call("task.destroy", task)
+            except XapiFailure:
+                pass
+
+    # ---- HTTP data handlers -----------------------------------------------------------------
+    def http(self, method, path, query, body=None, length=None, task=None):
+        """Open a request to a data handler with the session as a cookie (never in the URL,
+        which proxies and logs keep). ``body`` is bytes or an iterable of bytes with
+        ``length``. Returns the http.client response (caller reads and closes)."""
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme == "https":
+            conn = http.client.HTTPSConnection(parts.hostname, parts.port or 443, context=self.ssl,
+                                               timeout=3600)
+        else:
+            conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=3600)
+        cookie = "session_id=%s" % self.session_ref
+        if task:
+            cookie += "; task_id=%s" % task
+        target = path + "?" + urllib.parse.urlencode(query)
+        conn.putrequest(method, target)
+        conn.putheader("Cookie", cookie)
+        if body is not None:
+            conn.putheader("Content-Length", str(length if length is not None else len(body)))
+            conn.putheader("Content-Type", "application/octet-stream")
+        conn.endheaders()
+        if body is not None:
+            if isinstance(body, (bytes, bytearray, memoryview)):
+                conn.send(body)
+            else:
+                for piece in body:
+                    conn.send(piece)
+        response = conn.getresponse()
+        response.connection = conn
+        return response
+
+
+def parse_task_result(text):
+    """task.result is an XML-RPC value fragment: a ref, a string, or an array of them."""
+    if not text:
+        return ""
+    try:
+        value, _ = xmlrpc.client.loads(
+            "<?xml version='1.0'?><methodResponse><params><param>%s</param></params>"
+            "</methodResponse>" % text)
+        return value[0]
+    except Exception:  # noqa: BLE001 - an unexpected shape is returned as text
+        return text

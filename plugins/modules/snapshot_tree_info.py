@@ -1,0 +1,107 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, xapi.sxm contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: snapshot_tree_info
+short_description: Read the snapshot tree of a VM, reverted branches included
+version_added: 0.1.0
+description:
+  - Discovers the snapshot tree of a VM with a few batched calls, from the snapshot VMs'
+    C(parent) links and the VM's own C(parent) chain (the active path).
+  - For every node it lists the disks by VBD C(userdevice); CD drives and empty drives are
+    left out; a snapshot taken before a disk was added lacks that disk.
+  - For every disk it gives the order in which xapi.sxm mirrors its tree (inactive branches
+    first, the active branch last).
+author:
+  - xapi.sxm contributors
+extends_documentation_fragment:
+  - xapi.sxm.connection
+options:
+  vm:
+    description: The VM, by uuid or by a name that is unique on the pool.
+    type: str
+    required: true
+notes:
+  - Read-only; supports check mode.
+"""
+
+EXAMPLES = r"""
+- name: Read the tree of vm01
+  xapi.sxm.snapshot_tree_info:
+    url: https://pool-a.example.com
+    username: root
+    password: "{{ pool_a_password }}"
+    ca_path: /etc/pki/pool-a.pem
+    vm: vm01
+  register: tree
+
+- name: Draw it
+  ansible.builtin.debug:
+    var: tree.lines
+"""
+
+RETURN = r"""
+tree:
+  description: The tree.
+  returned: always
+  type: dict
+  contains:
+    vm:
+      description: The VM itself as a node (C(is_vm) true).
+      type: dict
+    nodes:
+      description:
+        - Every node, parents before children. Each has C(uuid), C(name_label),
+          C(name_description), C(snapshot_time), C(is_vm), C(active) (on the active path),
+          C(is_checkpoint), C(parent) (uuid or null), C(children) (uuids) and C(disks)
+          (C(userdevice), C(vdi_uuid), C(name_label), C(virtual_size),
+          C(physical_utilisation), C(cbt_enabled)).
+      type: list
+      elements: dict
+    active_path:
+      description: Uuids of the snapshots from the root to the VM's parent.
+      type: list
+      elements: str
+walk:
+  description: Per disk userdevice, the snapshot uuids in mirror order.
+  returned: always
+  type: dict
+lines:
+  description: The tree drawn as text, C(*) marking the active path.
+  returned: always
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.xapi.sxm.plugins.module_utils.ansible_common import connect, connection_options
+from ansible_collections.xapi.sxm.plugins.module_utils.migrate import MigrationError, find_vm
+from ansible_collections.xapi.sxm.plugins.module_utils.tree import discover
+from ansible_collections.xapi.sxm.plugins.module_utils.xapi import XapiFailure
+
+
+def main():
+    spec = connection_options()
+    spec.update(vm=dict(type="str", required=True))
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    conn = connect(module, module.params)
+    try:
+        vm_ref, _ = find_vm(conn, module.params["vm"])
+        tree = discover(conn, vm_ref)
+    except (MigrationError, XapiFailure) as e:
+        module.fail_json(msg=str(getattr(e, "message", e)))
+    finally:
+        conn.logout()
+    walk = {u: [n.uuid for n in tree.walk(u)] for u in tree.userdevices()}
+    module.exit_json(changed=False, tree=tree.to_dict(), walk=walk, lines=tree.lines())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""The data path's block logic: CBT bitmaps, runs, chunked frames, and which blocks travel."""
+
+import base64
+import struct
+
+from ansible_collections.xapi.sxm.plugins.module_utils import datapath
+from ansible_collections.xapi.sxm.plugins.module_utils.datapath import BLOCK
+
+
+class MemorySource:
+    """A disk in memory standing in for an NBD export (reads only)."""
+
+    def __init__(self, data):
+        self.data = bytes(data)
+        self.reads = []
+
+    def read(self, offset, length):
+        self.reads.append((offset, length))
+        return self.data[offset:offset + length]
+
+
+class RecordingWriter:
+    def __init__(self):
+        self.blocks = {}
+        self.written = 0
+
+    def add(self, block, data):
+        self.blocks[block] = bytes(data)
+        self.written += len(data)
+
+    def flush(self):
+        pass
+
+
+def disk(nblocks, fills):
+    data = bytearray(nblocks * BLOCK)
+    for block, byte in fills.items():
+        data[block * BLOCK:(block + 1) * BLOCK] = bytes([byte]) * BLOCK
+    return data
+
+
+def test_bitmap_block_zero_is_the_most_significant_bit():
+    """XAPI-FACTS §4 and addenda: bit i = 64 KiB block i, MSB of byte 0 first."""
+    bitmap = base64.b64encode(bytes([0b10000001, 0b01000000])).decode()
+    assert datapath.changed_blocks_from_bitmap(bitmap, 16) == [0, 7, 9]
+    assert datapath.changed_blocks_from_bitmap(bitmap, 8) == [0, 7]
+
+
+def test_runs_and_merged_extents():
+    assert datapath.runs([1, 2, 3, 7, 9, 10]) == [(1, 3), (7, 1), (9, 2)]
+    merged = datapath.merge_extents([(1, b"a" * BLOCK), (2, b"b" * BLOCK), (5, b"c" * BLOCK)])
+    assert [(o, len(d)) for o, d in merged] == [(BLOCK, 2 * BLOCK), (5 * BLOCK, BLOCK)]
+
+
+def test_chunked_frames_end_with_a_zero_header():
+    """DESIGN.md data path: {u64 LE offset, u32 LE length, data}, then a zero frame."""
+    body = b"".join(datapath.chunked_frames([(0, b"xy"), (4096, b"z")]))
+    assert body == struct.pack("<QI", 0, 2) + b"xy" + struct.pack("<QI", 4096, 1) + b"z" \
+        + struct.pack("<QI", 0, 0)
+
+
+def test_first_node_skips_zero_blocks():
+    source = MemorySource(disk(8, {1: 7, 6: 9}))
+    writer = RecordingWriter()
+    digests, read = datapath.copy_node(source, 8 * BLOCK, writer)
+    assert sorted(writer.blocks) == [1, 6]
+    assert read == 8 * BLOCK and len(digests) == 8
+
+
+def test_delta_sends_changed_blocks_and_blocks_that_became_zero():
+    """Issue 3: a block that became zeroes is a change and must travel."""
+    first = MemorySource(disk(8, {1: 7, 2: 3, 6: 9}))
+    digests, _ = datapath.copy_node(first, 8 * BLOCK, RecordingWriter())
+    second = MemorySource(disk(8, {1: 7, 2: 4, 5: 1}))   # 2 changed, 5 new, 6 zeroed
+    writer = RecordingWriter()
+    datapath.copy_node(second, 8 * BLOCK, writer, digests)
+    assert sorted(writer.blocks) == [2, 5, 6]
+    assert writer.blocks[6] == bytes(BLOCK)
+
+
+def test_cbt_candidates_limit_what_is_read():
+    first = MemorySource(disk(8, {1: 7}))
+    digests, _ = datapath.copy_node(first, 8 * BLOCK, RecordingWriter())
+    second = MemorySource(disk(8, {1: 7, 3: 5}))
+    writer = RecordingWriter()
+    new_digests, read = datapath.copy_node(second, 8 * BLOCK, writer, digests, candidate_blocks=[3, 4])
+    assert read == 2 * BLOCK and sorted(writer.blocks) == [3]
+    assert new_digests[3] != digests[3] and new_digests[1] == digests[1]
+
+
+def test_partial_last_block():
+    size = 3 * BLOCK + 512
+    data = bytearray(size)
+    data[-512:] = b"\x01" * 512
+    writer = RecordingWriter()
+    datapath.copy_node(MemorySource(data), size, writer)
+    assert list(writer.blocks) == [3] and len(writer.blocks[3]) == 512
