@@ -5,6 +5,7 @@ Snapshots and clones copy the file with ``cp --sparse=always --reflink=auto``: c
 file systems that offer reflinks, a copy of the allocated extents elsewhere.
 """
 
+import json
 import os
 import subprocess
 import threading
@@ -92,3 +93,115 @@ class Storage:
                     bitmap[block // 8] |= 0x80 >> (block % 8)
                 f.seek(0)
                 f.write(bitmap)
+
+    # CBT logs are chained like SMAPIv1's: each log names its parent log (the snapshot taken
+    # just before it started); the chain is kept in one JSON file {vdi uuid: parent uuid}.
+    def _cbt_parents_path(self):
+        return os.path.join(self.dir, "cbt-parents.json")
+
+    def _cbt_parents(self):
+        try:
+            with open(self._cbt_parents_path()) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return {}
+
+    def _save_cbt_parents(self, parents):
+        tmp = self._cbt_parents_path() + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(parents, f)
+        os.replace(tmp, self._cbt_parents_path())
+
+    def has_cbt_log(self, vdi_uuid):
+        return os.path.exists(self.cbt_path(vdi_uuid))
+
+    def cbt_start_log(self, vdi_uuid, parent_uuid=""):
+        """An empty log for ``vdi_uuid`` whose parent log is ``parent_uuid`` ("" for none)."""
+        with self.lock:
+            with open(self.cbt_path(vdi_uuid), "wb"):
+                pass
+            parents = self._cbt_parents()
+            parents[vdi_uuid] = parent_uuid
+            self._save_cbt_parents(parents)
+
+    def cbt_move_log(self, src_uuid, dst_uuid):
+        """Give the log of ``src_uuid`` (bitmap and parent) to ``dst_uuid``; ``src_uuid`` then
+        has none (SMAPIv1 snapshot: the snapshot takes the leaf's log so far)."""
+        with self.lock:
+            os.replace(self.cbt_path(src_uuid), self.cbt_path(dst_uuid))
+            parents = self._cbt_parents()
+            parents[dst_uuid] = parents.pop(src_uuid, "")
+            for child, parent in parents.items():
+                if parent == src_uuid:
+                    parents[child] = dst_uuid
+            self._save_cbt_parents(parents)
+
+    def cbt_parent(self, vdi_uuid):
+        return self._cbt_parents().get(vdi_uuid, "")
+
+    def cbt_bitmap(self, vdi_uuid):
+        with self.lock:
+            with open(self.cbt_path(vdi_uuid), "rb") as f:
+                return f.read()
+
+    def cbt_drop_log(self, vdi_uuid, merge_into_children=True):
+        """Delete a VDI's log. Its changes are ORed into the logs whose parent it was, and
+        those are re-parented to its parent, so that the chain keeps covering the same
+        changes (as SMAPIv1 coalesces the log of a deleted snapshot into its child)."""
+        with self.lock:
+            parents = self._cbt_parents()
+            if not os.path.exists(self.cbt_path(vdi_uuid)):
+                parents.pop(vdi_uuid, None)
+                self._save_cbt_parents(parents)
+                return
+            with open(self.cbt_path(vdi_uuid), "rb") as f:
+                mine = f.read()
+            grand = parents.pop(vdi_uuid, "")
+            for child, parent in list(parents.items()):
+                if parent != vdi_uuid:
+                    continue
+                parents[child] = grand
+                if merge_into_children and os.path.exists(self.cbt_path(child)):
+                    with open(self.cbt_path(child), "r+b") as f:
+                        theirs = bytearray(f.read())
+                        if len(theirs) < len(mine):
+                            theirs.extend(bytes(len(mine) - len(theirs)))
+                        for i, byte in enumerate(mine):
+                            theirs[i] |= byte
+                        f.seek(0)
+                        f.write(theirs)
+            os.unlink(self.cbt_path(vdi_uuid))
+            self._save_cbt_parents(parents)
+
+    def drop_data(self, vdi_uuid):
+        """VDI.data_destroy: the content goes, the CBT log stays."""
+        try:
+            os.unlink(self.path(vdi_uuid))
+        except FileNotFoundError:
+            pass
+
+    # ---- SMAPIv3 volume keys ------------------------------------------------------------------
+    # A SMAPIv3 backend keeps its own per-volume keys (is_a_snapshot, snapshot_of, snapshot_time)
+    # and SR.scan copies them into the database; they live in one JSON file per SR.
+    def _volume_keys_path(self, sr_uuid):
+        return os.path.join(self.dir, "volumes-%s.json" % sr_uuid)
+
+    def volume_keys(self, sr_uuid):
+        try:
+            with open(self._volume_keys_path(sr_uuid)) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return {}
+
+    def set_volume_keys(self, sr_uuid, vdi_uuid, keys):
+        """Replace the keys of one volume (``keys=None`` forgets the volume)."""
+        with self.lock:
+            volumes = self.volume_keys(sr_uuid)
+            if keys is None:
+                volumes.pop(vdi_uuid, None)
+            else:
+                volumes[vdi_uuid] = keys
+            tmp = self._volume_keys_path(sr_uuid) + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(volumes, f)
+            os.replace(tmp, self._volume_keys_path(sr_uuid))
