@@ -1,5 +1,5 @@
-"""Fixtures for the simulator conformance tests: two pools for the whole run, sessions of the
-real XenAPI client over verified HTTPS."""
+"""Fixtures shared by the conformance and integration tests: two simulated pools for the whole
+run, sessions of the real XenAPI client over verified HTTPS."""
 
 import json
 import os
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 if TESTS_DIR not in sys.path:
     sys.path.insert(0, TESTS_DIR)
 

@@ -214,6 +214,11 @@ timings:
   description: Seconds spent moving data, importing metadata, verifying, and in total.
   returned: when data moved
   type: dict
+trees:
+  description: Both snapshot trees drawn side by side, source left, destination right.
+  returned: when the VM is on the destination
+  type: list
+  elements: str
 reports:
   description: Paths of the JSON and Markdown reports.
   returned: when O(report_dir) is set
@@ -225,7 +230,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.xapi.sxm.plugins.module_utils.ansible_common import connect, pool_option
 from ansible_collections.xapi.sxm.plugins.module_utils.migrate import MigrationError, Options, migrate
-from ansible_collections.xapi.sxm.plugins.module_utils.report import write_reports
+from ansible_collections.xapi.sxm.plugins.module_utils.report import side_by_side, tree_lines, write_reports
 from ansible_collections.xapi.sxm.plugins.module_utils.xapi import XapiFailure
 
 try:
@@ -267,6 +272,9 @@ def main():
         src.logout()
         if dst is not None:
             dst.logout()
+    if result.get("destination_tree"):
+        result["trees"] = side_by_side(tree_lines(result["source_tree"]),
+                                       tree_lines(result["destination_tree"]))
     if p["report_dir"] and not module.check_mode:
         result["reports"] = write_reports(result, p["report_dir"])
     for warning in result.get("warnings", []):

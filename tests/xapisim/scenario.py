@@ -173,3 +173,30 @@ def tree_lines(x, vm):
     for i, root in enumerate(roots):
         walk(root, "", i == len(roots) - 1)
     return lines
+
+
+def main(argv=None):
+    """``python -m xapisim.scenario build-tree --pools-json F [--pool N] [--name NAME]``:
+    build the branched demo tree and print the VM's uuid (used by playbooks/demo.yml)."""
+    import argparse
+    import json
+    parser = argparse.ArgumentParser(prog="xapisim.scenario")
+    parser.add_argument("command", choices=["build-tree"])
+    parser.add_argument("--pools-json", required=True)
+    parser.add_argument("--pool", type=int, default=0)
+    parser.add_argument("--name", default="demo-vm")
+    args = parser.parse_args(argv)
+    with open(args.pools_json) as f:
+        pool = json.load(f)["pools"][args.pool]
+    x = client.login(pool)
+    try:
+        vm = build_branched_tree(pool, x, args.name)
+        print(x.xenapi.VM.get_uuid(vm))
+    finally:
+        x.xenapi.session.logout()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main())
