@@ -14,9 +14,10 @@ TEST_HOME="$ROOT/build/ansible-test-home"
 
 # Sanity tests skipped here, each for a reason given in docs/README.md.
 SKIPPED_TESTS=(pslint)
-# Not Ansible content: the simulator, its conformance tests and the benchmarks are plain Python
-# run from .venv, never by Ansible; `make lint` (ruff) checks them. Left out of the sanity copy.
-NOT_COLLECTION_CONTENT=(tests/xapisim tests/conformance bench)
+# Not Ansible content: the simulator, its conformance tests, the pytest harness of the
+# integration tests and the benchmarks are plain Python run from .venv, never by Ansible;
+# `make lint` (ruff) checks them. Left out of the sanity copy.
+NOT_COLLECTION_CONTENT=(tests/xapisim tests/conformance tests/integration bench)
 
 copy_collection() {
     rm -rf "$TREE"
