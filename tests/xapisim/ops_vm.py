@@ -140,7 +140,8 @@ def vm_create(ctx, record):
 @implements("VM.destroy")
 def vm_destroy(ctx, vm):
     """The VM's VBDs and VIFs go, its VDIs stay. Its children are re-parented to its parent
-    (Xapi_vm_helpers.destroy), so deleting a snapshot keeps the tree connected."""
+    (xapi_vm.ml destroy, "rebase the children"), so deleting a snapshot keeps the tree
+    connected."""
     db = ctx.db
     assert_operation(db, vm, "destroy")
     rec = db.raw("VM", vm)
@@ -539,9 +540,11 @@ def vm_checkpoint(ctx, vm, new_name):
     snap_state = "Suspended" if state in ("Running", "Suspended") else "Halted"
     snap = clone_vm(ctx, vm, new_name, "snapshot", overrides=snapshot_fields(db, vm, snap_state))
     if state == "Running":
+        # XAPI suspends the VM, snapshots the suspend VDI with the disks, resumes the VM (which
+        # destroys its suspend VDI): the checkpoint's image is a snapshot of a VDI that is gone
         image = suspend_image(ctx, vm, "checkpoint image")
-        db.set("VDI", image, "is_a_snapshot", True)
-        db.set("VM", snap, "suspend_VDI", image)
+        db.set("VM", snap, "suspend_VDI", ops_vdi.vdi_snapshot(ctx, image, {}))
+        ops_vdi.vdi_destroy(ctx, image)
     elif state == "Suspended" and db.raw("VM", vm)["suspend_VDI"] != NULL_REF:
         db.set("VM", snap, "suspend_VDI",
                ops_vdi.vdi_snapshot(ctx, db.raw("VM", vm)["suspend_VDI"], {}))
