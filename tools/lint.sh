@@ -28,8 +28,9 @@ if [ "${#ansible_files[@]}" -eq 0 ]; then
     echo "lint: ansible-lint skipped (no playbooks or roles yet)"
 else
     echo "lint: ansible-lint ${ansible_dirs[*]}"
-    ANSIBLE_CONFIG="$ROOT/ansible.cfg" "$BIN/ansible-lint" --offline "${ansible_dirs[@]}" \
-        || failed+=(ansible-lint)
+    # config in .ansible-lint; .venv/bin first on PATH, as ansible-lint expects.
+    PATH="$BIN:$PATH" ANSIBLE_CONFIG="$ROOT/ansible.cfg" "$BIN/ansible-lint" --nocolor \
+        "${ansible_dirs[@]}" || failed+=(ansible-lint)
 fi
 
 echo "lint: antsibull-changelog lint"
