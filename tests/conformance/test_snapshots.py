@@ -69,7 +69,8 @@ def test_vm_snapshot_fields(xapi):
     assert xapi.xenapi.VDI.get_other_config(snap_disks["0"])["content_id"] != "cid-0"
     cds = [v for v in rec["VBDs"] if xapi.xenapi.VBD.get_type(v) == "CD"]
     assert len(cds) == 1 and xapi.xenapi.VBD.get_empty(cds[0]) is True
-    macs = lambda v: sorted(xapi.xenapi.VIF.get_MAC(i) for i in xapi.xenapi.VM.get_VIFs(v))
+    def macs(v):
+        return sorted(xapi.xenapi.VIF.get_MAC(i) for i in xapi.xenapi.VM.get_VIFs(v))
     assert macs(snap) == macs(vm)
     ignored = xapi.xenapi.VM.snapshot(vm, "without disk 1", [vm_disks["1"]])
     assert set(scenario.disks(xapi, ignored)) == {"0"}

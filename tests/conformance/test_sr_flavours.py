@@ -135,3 +135,8 @@ def test_scan_after_revert(connect):
                             root.xenapi.VDI.get_is_a_snapshot(snap_disk))
     assert results["ext"][0] is True
     assert results["file-v3"][1:] == (NULL, True)
+    # reverting again to a snapshot whose disk lost its snapshot_of touches no other VDI
+    bystander = scenario.disks(root, scenario.create_vm(root, "bystander", [2 * MiB]))["0"]
+    root.xenapi.VM.revert(snap)
+    assert root.xenapi.VDI.get_snapshot_of(bystander) == NULL
+    assert root.xenapi.VDI.get_snapshot_of(snap_disk) == NULL

@@ -664,8 +664,11 @@ def vm_revert(ctx, snapshot):
         if vbd in snap_disk_vbds:
             new_vdi = ops_vdi.vdi_clone(ctx, rec["VDI"], {})
             old_disk = db.raw("VDI", rec["VDI"])["snapshot_of"]
-            for sibling in db.where("VDI", snapshot_of=old_disk):
-                db.set("VDI", sibling, "snapshot_of", new_vdi)
+            # a snapshot disk whose snapshot_of is NULL (e.g. after a SMAPIv3 scan) has no
+            # siblings to move
+            if old_disk != NULL_REF:
+                for sibling in db.where("VDI", snapshot_of=old_disk):
+                    db.set("VDI", sibling, "snapshot_of", new_vdi)
             ctx.progress(0.9 * (index + 1) / max(len(snap_disk_vbds), 1))
         copy_vbd(ctx, vbd, vm, new_vdi)
     for vif in db.where("VIF", VM=vm):
