@@ -137,6 +137,43 @@ def build_branched_tree(pool, x, name="demo-vm", disk_sizes=(16 * MiB, 8 * MiB))
     return vm
 
 
+def build_tree(pool, x, name, disk_sizes, steps, sr=None, cd=False):
+    """A VM built by a list of steps, each a tuple:
+    ("write", tag) writes distinct data on every disk (a new 64 KiB block each time, and
+    rewrites block 0, so consecutive nodes differ in both new and old blocks);
+    ("zero", tag) zeroes block 0 of every disk (a block that became zero);
+    ("snap", label) takes a snapshot; ("revert", label) reverts to that snapshot;
+    ("add_disk", size) adds a disk; ("cbt", userdevice) enables CBT on that disk.
+    Returns (VM ref, {label: snapshot ref})."""
+    vm = create_vm(x, name, list(disk_sizes), sr=sr, cd=cd)
+    snaps, counter = {}, [0]
+    for step in steps:
+        kind, arg = step
+        if kind in ("write", "zero"):
+            counter[0] += 1
+            for userdevice, vdi in disks(x, vm).items():
+                size = int(x.xenapi.VDI.get_virtual_size(vdi))
+                nblocks = size // (64 * 1024)
+                block = 1 + (counter[0] * 7) % max(1, nblocks - 1)
+                if kind == "write":
+                    writes = [(0, pattern("%s-%s-head" % (arg, userdevice), 4096)),
+                              (block * 64 * 1024, pattern("%s-%s" % (arg, userdevice), 64 * 1024))]
+                else:
+                    writes = [(0, bytes(64 * 1024))]
+                write_disk(pool, x, vdi, writes)
+        elif kind == "snap":
+            snaps[arg] = x.xenapi.VM.snapshot(vm, arg)
+        elif kind == "revert":
+            x.xenapi.VM.revert(snaps[arg])
+        elif kind == "add_disk":
+            add_disk(x, vm, len(disks(x, vm)), arg, sr, "%s disk %d" % (name, len(disks(x, vm))))
+        elif kind == "cbt":
+            x.xenapi.VDI.enable_cbt(disks(x, vm)[str(arg)])
+        else:
+            raise ValueError(kind)
+    return vm, snaps
+
+
 def tree_lines(x, vm):
     """The snapshot tree of a VM drawn as text; '*' marks the active path, the VM itself is
     drawn under the snapshot it was last reverted to or taken from."""

@@ -1,0 +1,80 @@
+"""What a user checks after a migration: the destination tree equals the source's, every disk's
+bytes are equal (read back over NBD on both pools), the VDI-level snapshot links hold after an
+SR.scan, and nothing is left behind on either pool."""
+
+from xapisim import client
+
+NULL = "OpaqueRef:NULL"
+
+
+def snapshot_tree(x, vm):
+    """{uuid: (name, description, snapshot_time, parent uuid)} of a VM and its snapshots."""
+    out = {}
+    for ref in [vm] + x.xenapi.VM.get_snapshots(vm):
+        rec = x.xenapi.VM.get_record(ref)
+        parent = x.xenapi.VM.get_uuid(rec["parent"]) if rec["parent"] != NULL else None
+        out[rec["uuid"]] = (rec["name_label"], rec["name_description"],
+                            rec["snapshot_time"].value if rec["is_a_snapshot"] else None, parent)
+    return out
+
+
+def disks_by_node(x, vm):
+    """{node uuid: {userdevice: VDI ref}} for the VM and its snapshots (disks only)."""
+    out = {}
+    for ref in [vm] + x.xenapi.VM.get_snapshots(vm):
+        found = {}
+        for vbd in x.xenapi.VM.get_VBDs(ref):
+            rec = x.xenapi.VBD.get_record(vbd)
+            if rec["type"] == "Disk" and not rec["empty"]:
+                found[rec["userdevice"]] = rec["VDI"]
+        out[x.xenapi.VM.get_uuid(ref)] = found
+    return out
+
+
+def inventory(x):
+    """What exists on a pool, to compare before and after: VM uuids and VDI uuids."""
+    vms = {r["uuid"] for r in x.xenapi.VM.get_all_records().values()}
+    vdis = {r["uuid"] for r in x.xenapi.VDI.get_all_records().values()}
+    return vms, vdis
+
+
+def assert_migrated(src, dst, vm_uuid, scan=True):
+    """Returns the list of destination snapshot VDIs whose snapshot_time differs from the
+    source's (the caller compares it with what the migration reported)."""
+    s_vm = src.xenapi.VM.get_by_uuid(vm_uuid)
+    d_vm = dst.xenapi.VM.get_by_uuid(vm_uuid)
+    assert snapshot_tree(dst, d_vm) == snapshot_tree(src, s_vm)
+    s_disks, d_disks = disks_by_node(src, s_vm), disks_by_node(dst, d_vm)
+    assert {k: sorted(v) for k, v in d_disks.items()} == {k: sorted(v) for k, v in s_disks.items()}
+    if scan:
+        for sr in {dst.xenapi.VDI.get_SR(v) for node in d_disks.values() for v in node.values()}:
+            dst.xenapi.SR.scan(sr)
+    leaf = d_disks[vm_uuid]
+    time_differs = []
+    for node_uuid, devices in s_disks.items():
+        for userdevice, s_vdi in devices.items():
+            d_vdi = d_disks[node_uuid][userdevice]
+            assert client.nbd_digest(dst, d_vdi) == client.nbd_digest(src, s_vdi), \
+                "disk %s of %s differs" % (userdevice, node_uuid)
+            if node_uuid == vm_uuid:
+                assert dst.xenapi.VDI.get_is_a_snapshot(d_vdi) is False
+                continue
+            assert dst.xenapi.VDI.get_is_a_snapshot(d_vdi) is True
+            if userdevice in leaf:
+                assert dst.xenapi.VDI.get_snapshot_of(d_vdi) == leaf[userdevice], \
+                    "snapshot disk %s of %s is not a snapshot of the destination leaf" % (userdevice, node_uuid)
+            if dst.xenapi.VDI.get_snapshot_time(d_vdi).value != src.xenapi.VDI.get_snapshot_time(s_vdi).value:
+                time_differs.append(dst.xenapi.VDI.get_uuid(d_vdi))
+    return time_differs
+
+
+def assert_nothing_left_behind(dst, vm_uuid, before):
+    """The destination holds what it had before plus the VM, its snapshots and their disks."""
+    vms, vdis = inventory(dst)
+    d_vm = dst.xenapi.VM.get_by_uuid(vm_uuid)
+    ours_vms = {vm_uuid} | {dst.xenapi.VM.get_uuid(s) for s in dst.xenapi.VM.get_snapshots(d_vm)}
+    ours_vdis = {dst.xenapi.VDI.get_uuid(v) for node in disks_by_node(dst, d_vm).values() for v in node.values()}
+    assert vms - before[0] == ours_vms
+    assert vdis - before[1] == ours_vdis
+    pending = [t for t in dst.xenapi.task.get_all_records().values() if t["status"] == "pending"]
+    assert pending == []
