@@ -35,6 +35,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -70,6 +71,7 @@ class NbdServer:
         self.block_status = block_status
         self.port = 0
         self.lock = threading.Lock()
+        self.reserve = None
         self.listener = None
         self.children = []          # [(Popen, pid file)] of live nbdkit processes
         self.stopping = threading.Event()
@@ -79,10 +81,11 @@ class NbdServer:
 
     # ---- life cycle ---------------------------------------------------------------------------
     def start(self):
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
+        # A bound socket that never listens keeps the port ours while the server is off:
+        # connections are refused, yet no outgoing connection can take it as its local port.
+        self.reserve = reusable_socket()
+        self.reserve.bind(("127.0.0.1", 0))
+        self.port = self.reserve.getsockname()[1]
         self.reconfigure()
         # nbdkit's --exit-with-parent follows the thread that started it: this one lives as
         # long as the server, so every nbdkit is started here.
@@ -96,14 +99,20 @@ class NbdServer:
             self.thread.join(5)
         for child, pidfile in self.children:
             child.terminate()
+        # nbdkit -s waits for an idle client's next request before it exits on SIGTERM;
+        # it has nothing to save (read-only), so it is killed after a short grace
+        deadline = time.monotonic() + 0.5
         for child, pidfile in self.children:
             try:
-                child.wait(5)
+                child.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
             remove(pidfile)
         self.children = []
+        if self.reserve is not None:
+            self.reserve.close()
+            self.reserve = None
 
     def reconfigure(self):
         """Open the port when some network has an NBD purpose, close it otherwise (as XAPI's
@@ -113,13 +122,18 @@ class NbdServer:
     def _set_listening(self, wanted):
         with self.lock:
             if wanted and self.listener is None and not self.stopping.is_set():
-                sock = socket.socket()
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock = reusable_socket()
                 sock.bind(("127.0.0.1", self.port))
                 sock.listen(64)
                 sock.settimeout(0.2)
                 self.listener = sock
             elif not wanted and self.listener is not None:
+                # shutdown first: it stops the listening at once, even while the accept
+                # thread is still blocked on this socket
+                try:
+                    self.listener.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
                 self.listener.close()
                 self.listener = None
 
@@ -189,6 +203,12 @@ class NbdServer:
         if not self.block_status:
             cmd.append("multi-conn-mode=disable")
         return cmd
+
+
+def reusable_socket():
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    return sock
 
 
 def remove(path):
