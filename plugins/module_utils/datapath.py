@@ -68,7 +68,7 @@ def runs(blocks):
             out[-1][1] += 1
         else:
             out.append([b, 1])
-    return [(first, count) for first, count in out]
+    return [tuple(run) for run in out]
 
 
 # ---- source: NBD ---------------------------------------------------------------------------
@@ -213,7 +213,7 @@ def import_extents(conn, vdi_uuid, extents):
     """Write extents into a destination VDI in one chunked import request."""
     if not extents:
         return 0
-    length = sum(12 + len(d) for _, d in extents) + 12
+    length = sum(12 + len(data) for dummy, data in extents) + 12
     task = conn.call("task.create", "xapi.sxm import", "mirror write into %s" % vdi_uuid)
     response = conn.http("PUT", "/import_raw_vdi",
                          {"vdi": vdi_uuid, "format": "raw", "chunked": "true"},
@@ -227,7 +227,7 @@ def import_extents(conn, vdi_uuid, extents):
         conn.wait_task(task)
     finally:
         pass
-    return sum(len(d) for _, d in extents)
+    return sum(len(data) for dummy, data in extents)
 
 
 class BatchWriter:

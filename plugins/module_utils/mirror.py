@@ -167,7 +167,7 @@ class DiskMirror:
         of the changed blocks along the tree path between them. None: read everything."""
         if not self.use_cbt or previous is None:
             return None
-        prev_node, prev_disk, _ = previous
+        prev_disk = previous[1]
         if not (prev_disk.cbt_enabled and disk.cbt_enabled):
             return None
         nblocks = (disk.virtual_size + datapath.BLOCK - 1) // datapath.BLOCK

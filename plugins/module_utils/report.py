@@ -61,8 +61,8 @@ def markdown(result):
         lines += ["## Snapshot disks that keep the destination's snapshot_time", "",
                   "| VDI | source time | destination time | why |", "|---|---|---|---|"]
         for row in result["snapshot_time_not_kept"]:
-            lines.append("| %s | %s | %s | %s |" % (row["vdi_uuid"], row["source_time"],
-                                                   row["destination_time"], row["reason"]))
+            lines.append("| %s | %s | %s | %s |"
+                         % (row["vdi_uuid"], row["source_time"], row["destination_time"], row["reason"]))
         lines.append("")
     return "\n".join(lines)
 

@@ -158,7 +158,7 @@ def discover(conn, vm_ref):
     vbds = conn.call("VBD.get_all_records_where", _or("VM", sorted(nodes))) if nodes else {}
     disk_vbds = [(rec["VM"], rec["userdevice"], rec["VDI"]) for rec in vbds.values()
                  if rec["type"] == "Disk" and not rec["empty"] and rec["VDI"] != NULL]
-    vdis = _fetch_vdis(conn, [vdi for _, _, vdi in disk_vbds])
+    vdis = _fetch_vdis(conn, [vbd[2] for vbd in disk_vbds])
     for vm, userdevice, vdi in disk_vbds:
         if vm in nodes and vdi in vdis:
             nodes[vm].disks[userdevice] = Disk(userdevice, vdi, vdis[vdi])

@@ -65,7 +65,7 @@ def explain(code, params, pool_url, call=""):
     }
     text = hints.get(code)
     if text is None:
-        text = "XAPI error %s %s%s" % (code, [x for x in params], where)
+        text = "XAPI error %s %s%s" % (code, list(params), where)
     return text
 
 
@@ -232,9 +232,9 @@ def parse_task_result(text):
     if not text:
         return ""
     try:
-        value, _ = xmlrpc.client.loads(
+        value = xmlrpc.client.loads(
             "<?xml version='1.0'?><methodResponse><params><param>%s</param></params>"
-            "</methodResponse>" % text)
+            "</methodResponse>" % text)[0]
         return value[0]
     except Exception:  # noqa: BLE001 - an unexpected shape is returned as text
         return text

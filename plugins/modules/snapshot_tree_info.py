@@ -19,7 +19,7 @@ description:
   - For every disk it gives the order in which xapi.sxm mirrors its tree (inactive branches
     first, the active branch last).
 author:
-  - xapi.sxm contributors
+  - xapi.sxm contributors (@xapi-sxm)
 extends_documentation_fragment:
   - xapi.sxm.connection
 options:
@@ -93,7 +93,7 @@ def main():
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     conn = connect(module, module.params)
     try:
-        vm_ref, _ = find_vm(conn, module.params["vm"])
+        vm_ref = find_vm(conn, module.params["vm"])[0]
         tree = discover(conn, vm_ref)
     except (MigrationError, XapiFailure) as e:
         module.fail_json(msg=str(getattr(e, "message", e)))

@@ -25,7 +25,7 @@ description:
     complete migration changes nothing.
   - Only cold migrations are built so far. The VM must be halted.
 author:
-  - xapi.sxm contributors
+  - xapi.sxm contributors (@xapi-sxm)
 options:
   source:
     description:

@@ -70,7 +70,7 @@ def test_first_node_skips_zero_blocks():
 def test_delta_sends_changed_blocks_and_blocks_that_became_zero():
     """Issue 3: a block that became zeroes is a change and must travel."""
     first = MemorySource(disk(8, {1: 7, 2: 3, 6: 9}))
-    digests, _ = datapath.copy_node(first, 8 * BLOCK, RecordingWriter())
+    digests = datapath.copy_node(first, 8 * BLOCK, RecordingWriter())[0]
     second = MemorySource(disk(8, {1: 7, 2: 4, 5: 1}))   # 2 changed, 5 new, 6 zeroed
     writer = RecordingWriter()
     datapath.copy_node(second, 8 * BLOCK, writer, digests)
@@ -80,7 +80,7 @@ def test_delta_sends_changed_blocks_and_blocks_that_became_zero():
 
 def test_cbt_candidates_limit_what_is_read():
     first = MemorySource(disk(8, {1: 7}))
-    digests, _ = datapath.copy_node(first, 8 * BLOCK, RecordingWriter())
+    digests = datapath.copy_node(first, 8 * BLOCK, RecordingWriter())[0]
     second = MemorySource(disk(8, {1: 7, 3: 5}))
     writer = RecordingWriter()
     new_digests, read = datapath.copy_node(second, 8 * BLOCK, writer, digests, candidate_blocks=[3, 4])
