@@ -44,10 +44,13 @@ class Refused(Exception):
     pass
 
 
-def xapi_call(method, *params):
-    """One XML-RPC call to the pool; the Value on success, Refused on a XAPI failure."""
+def pool_proxy():
     context = ssl.create_default_context(cafile=SETTINGS["ca"])
-    proxy = xmlrpc.client.ServerProxy(SETTINGS["url"], context=context)
+    return xmlrpc.client.ServerProxy(SETTINGS["url"], context=context)
+
+
+def xapi_call(proxy, method, *params):
+    """One XML-RPC call to the pool; the Value on success, Refused on a XAPI failure."""
     result = getattr(proxy, method)(*params)
     if result.get("Status") != "Success":
         # only the error code: its parameters may hold the session ref, which must not be logged
@@ -69,10 +72,14 @@ def open(readonly):  # noqa: A001 - the name nbdkit calls
     uuid, session = parse_export_name(nbdkit.export_name())
     if not session:
         raise Refused("No session_id parameter provided")
-    xapi_call("session.get_uuid", session, session)
-    vdi = xapi_call("VDI.get_by_uuid", session, uuid)
-    # xapi-nbd plugs a read-only VBD into dom0; XAPI refuses that for metadata-only VDIs.
-    vdi_type = xapi_call("VDI.get_type", session, vdi)
+    proxy = pool_proxy()  # one HTTPS connection for the three calls
+    try:
+        xapi_call(proxy, "session.get_uuid", session, session)
+        vdi = xapi_call(proxy, "VDI.get_by_uuid", session, uuid)
+        # xapi-nbd plugs a read-only VBD into dom0; XAPI refuses that for metadata-only VDIs
+        vdi_type = xapi_call(proxy, "VDI.get_type", session, vdi)
+    finally:
+        proxy("close")()
     if vdi_type == "cbt_metadata":
         raise Refused("VDI_INCOMPATIBLE_TYPE %s" % vdi_type)
     path = os.path.join(SETTINGS["disks"], uuid + ".raw")
