@@ -337,18 +337,23 @@ def test_insecure_nbd_serves_plaintext(bs):
 
 def test_no_nbd_purpose_no_server(bs_pool, bs, tmp_path):
     """XAPI-FACTS §5: without an NBD purpose get_nbd_info is empty and the port refuses
-    connections (XAPI's firewall); the purpose back, TLS connections work again."""
+    connections, open ones cut (XAPI's firewall, nbd-firewall-config.sh); the purpose back,
+    TLS connections work again."""
     x = bs.xenapi
     net = eth0_network(x)
     vdi = make_vdi(x)
+    info = x.VDI.get_nbd_info(vdi)[0]
+    h = open_tls(info, trust_dir(tmp_path, info["cert"]))
     x.network.remove_purpose(net, "nbd")
     try:
         assert x.VDI.get_nbd_info(vdi) == []
         assert port_refuses(bs_pool["nbd_port"])
+        with pytest.raises(nbd.Error):
+            h.pread(512, 0)
     finally:
         x.network.add_purpose(net, "nbd")
     info = x.VDI.get_nbd_info(vdi)[0]
-    open_tls(info, trust_dir(tmp_path, info["cert"])).shutdown()
+    open_tls(info, trust_dir(tmp_path, info["cert"], "again")).shutdown()
 
 
 # ---- faults and limits ------------------------------------------------------------------------

@@ -6,7 +6,8 @@ What xapi-nbd does (xen-api ``ocaml/nbd/src/main.ml``, ``ocaml/nbd/lib/consts.ml
 
 * The port (10809 on a real host, a free port per simulated pool) is only reachable when some
   network has the purpose ``nbd`` or ``insecure_nbd``: XAPI's firewall script REJECTs it
-  otherwise. Here the listening socket is closed then, so clients get "connection refused".
+  otherwise, open connections included. Here the listening socket is closed then (clients get
+  "connection refused") and open connections are cut.
 * On every connection xapi-nbd asks xapi for the purposes of all networks: ``nbd`` -> TLS
   required (FORCEDTLS), ``insecure_nbd`` -> plaintext, both or neither -> the connection is
   closed. The same decision is taken here per connection, so purpose changes apply to the next
@@ -136,6 +137,10 @@ class NbdServer:
                     pass
                 self.listener.close()
                 self.listener = None
+                # XAPI's firewall also rejects the packets of open connections: cut them
+                for child, pidfile in self.children:
+                    child.kill()
+                    child.wait()
 
     # ---- connections --------------------------------------------------------------------------
     def _accept_loop(self):
@@ -177,16 +182,18 @@ class NbdServer:
         pidfile = os.path.join(self.pool.dir, "nbdkit-%d.pid" % next(self.serial))
         child = subprocess.Popen(self.nbdkit_command(mode, pidfile), stdin=sock.fileno(),
                                  stdout=sock.fileno(), stderr=None, close_fds=True)
-        self.children.append((child, pidfile))
+        with self.lock:
+            self.children.append((child, pidfile))
 
     def _reap(self):
-        alive = []
-        for child, pidfile in self.children:
-            if child.poll() is None:
-                alive.append((child, pidfile))
-            else:
-                remove(pidfile)
-        self.children = alive
+        with self.lock:
+            alive = []
+            for child, pidfile in self.children:
+                if child.poll() is None:
+                    alive.append((child, pidfile))
+                else:
+                    remove(pidfile)
+            self.children = alive
 
     def nbdkit_command(self, mode, pidfile):
         pool = self.pool
