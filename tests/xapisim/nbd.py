@@ -11,16 +11,19 @@ What xapi-nbd does (xen-api ``ocaml/nbd/src/main.ml``, ``ocaml/nbd/lib/consts.ml
 * On every connection xapi-nbd asks xapi for the purposes of all networks: ``nbd`` -> TLS
   required (FORCEDTLS), ``insecure_nbd`` -> plaintext, both or neither -> the connection is
   closed. The same decision is taken here per connection, so purpose changes apply to the next
-  connection and do not disturb open ones.
+  connection; open ones go on (unless the port closes, above).
 * At most 16 concurrent connections (``Consts.connection_limit``); xapi-nbd accepts and closes
-  the 17th before any handshake. Same here.
+  the 17th before any handshake. Same here (counted here, as every connection has its own
+  nbdkit process, so nbdkit's ``limit`` filter cannot count them).
 * The export name ``/<VDI uuid>?session_id=<ref>`` is checked once at connect (session.get_uuid,
   VDI.get_by_uuid): see ``nbd_plugin.py``.
 * Read-only, fixed newstyle, no structured replies, no block status, no multi-conn, no
   NO_ZEROES flag, requests must be 512-byte aligned (EINVAL; no block size advertised).
   ``--block-status`` offers structured replies, base:allocation and multi-conn instead, so that
-  both client paths can be tested. Not reproduced: xapi-nbd answers NBD_OPT_GO/INFO with ERR_UNSUP (libnbd then falls
-  back to NBD_OPT_EXPORT_NAME); nbdkit always implements NBD_OPT_GO.
+  both client paths can be tested. Not reproduced: xapi-nbd answers NBD_OPT_GO/INFO with
+  ERR_UNSUP (libnbd then falls back to NBD_OPT_EXPORT_NAME); nbdkit always implements
+  NBD_OPT_GO, so a refused export is reported by an option error rather than by a closed
+  connection.
 
 Each connection is served by its own ``nbdkit -s`` process (real nbdkit with the python plugin)
 that gets the accepted socket as stdin/stdout, so that bytes flow between nbdkit and the client
@@ -28,7 +31,7 @@ with no copy through this process. Measured on this 2-core machine, 1 GiB to ``n
 null:``: nbdkit listening itself ~0.7-1.0 s, the same through a Python relay (splice or
 recv_into/sendall) 1.2-1.9 s; per-connection nbdkit ~1.0-1.3 s including ~0.15 s to start it.
 Only a connection opened while an NBD fault is set (``nbd_drop``, ``latency``, ``bandwidth``)
-goes through a relay here that shapes it.
+goes through a relay here that shapes it; a fault set later leaves open connections alone.
 """
 
 import itertools
