@@ -109,6 +109,10 @@ def import_metadata(dst, tar_bytes, vdi_map, dry_run=False):
     response = dst.http("PUT", "/import_metadata", query, body=tar_bytes, task=task)
     body = response.read()
     response.connection.close()
+    if response.status in (401, 403):
+        dst.call("task.destroy", task)
+        raise MetadataError("the destination refused the metadata import (HTTP %s): the account "
+                            "lacks the permission to import VMs" % response.status)
     if response.status != 200:
         try:
             dst.wait_task(task, timeout=60)

@@ -7,12 +7,21 @@ from xapisim import client
 NULL = "OpaqueRef:NULL"
 
 
+def parent_uuid(x, ref):
+    """The uuid of a parent, or None for NULL and for a ref that names no VM: XAPI's metadata
+    import leaves the root snapshot's parent as an unresolved export id ("Ref:N")."""
+    try:
+        return x.xenapi.VM.get_uuid(ref) if ref != NULL else None
+    except Exception:  # noqa: BLE001 - HANDLE_INVALID
+        return None
+
+
 def snapshot_tree(x, vm):
     """{uuid: (name, description, snapshot_time, parent uuid)} of a VM and its snapshots."""
     out = {}
     for ref in [vm] + x.xenapi.VM.get_snapshots(vm):
         rec = x.xenapi.VM.get_record(ref)
-        parent = x.xenapi.VM.get_uuid(rec["parent"]) if rec["parent"] != NULL else None
+        parent = parent_uuid(x, rec["parent"])
         out[rec["uuid"]] = (rec["name_label"], rec["name_description"],
                             rec["snapshot_time"].value if rec["is_a_snapshot"] else None, parent)
     return out

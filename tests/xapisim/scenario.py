@@ -166,7 +166,8 @@ def build_tree(pool, x, name, disk_sizes, steps, sr=None, cd=False):
         elif kind == "revert":
             x.xenapi.VM.revert(snaps[arg])
         elif kind == "add_disk":
-            add_disk(x, vm, len(disks(x, vm)), arg, sr, "%s disk %d" % (name, len(disks(x, vm))))
+            used = [int(x.xenapi.VBD.get_userdevice(v)) for v in x.xenapi.VM.get_VBDs(vm)]
+            add_disk(x, vm, max(used) + 1, arg, sr, "%s disk %d" % (name, max(used) + 1))
         elif kind == "cbt":
             x.xenapi.VDI.enable_cbt(disks(x, vm)[str(arg)])
         else:
