@@ -66,8 +66,9 @@ def objects_of(value, cls):
 
 
 def map_networks(value, network_map, dst_networks):
-    """Point every exported VIF at a destination network: ``network_map`` (source network
-    uuid or name -> destination network uuid or name), else the network of the same name.
+    """Point every exported VIF at a destination network (``maps_to``, as XAPI's own migration
+    does): ``network_map`` (source network uuid or name -> destination network uuid or name),
+    else the network of the same name.
     XAPI itself would silently create a new, unconnected network for an unmatched one, so an
     unmatched network is an error here. ``dst_networks``: {ref: record} of the destination.
     Returns {source network name: destination network name}."""
@@ -97,12 +98,18 @@ def map_networks(value, network_map, dst_networks):
             ref = candidates[0]
         vif["snapshot"].setdefault("other_config", {})["maps_to"] = ref
         chosen[net["name_label"]] = dst_networks[ref]["name_label"]
+    # Every VIF now names its destination network; an exported network object left in would
+    # be created on the destination by the import when no namesake exists there.
+    value["objects"] = [o for o in value["objects"] if o["class"] != "network"]
     return chosen
 
 
 def import_metadata(dst, tar_bytes, vdi_map, dry_run=False):
-    """PUT /import_metadata?restore=true with ``vdi:`` maps; returns the VM refs imported."""
-    query = {"restore": "true", "force": "false", "dry_run": "true" if dry_run else "false"}
+    """PUT /import_metadata?restore=true with ``vdi:`` maps; returns the VM refs imported.
+    A dry run (check mode) precedes the copy of any disk, so it is forced past the disks that
+    do not exist yet; everything else (networks, versions, uuids) is checked by the pool."""
+    flag = "true" if dry_run else "false"
+    query = {"restore": "true", "force": flag, "dry_run": flag}
     for src_uuid, dst_uuid in sorted(vdi_map.items()):
         query["vdi:%s" % src_uuid] = dst_uuid
     task = dst.call("task.create", "xapi.sxm metadata import", "")

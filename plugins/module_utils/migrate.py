@@ -153,6 +153,8 @@ def migrate(src, dst, options, check_mode=False, progress=None):
         apply_disposition(src, the_plan["vm_ref"], options, check_mode, result, dst)
         return result
     if check_mode:
+        metadata.import_metadata(dst, exported_metadata(src, dst, vm_rec["uuid"], options, result), {},
+                                 dry_run=True)
         result["changed"] = True
         result["message"] = "would migrate %d snapshot(s) and %d disk(s)" % (
             len(tree.snapshots), len(the_plan["disks"]))
@@ -203,6 +205,14 @@ def plan_summary(the_plan):
             "nbd_tls": the_plan["tls"]}
 
 
+def exported_metadata(src, dst, vm_uuid, options, result):
+    """The source's metadata export with every VIF pointed at its destination network."""
+    value, members = metadata.read_ova(metadata.export_metadata(src, vm_uuid))
+    result["network_mapping"] = metadata.map_networks(value, options.network_map,
+                                                      dst.call("network.get_all_records"))
+    return metadata.write_ova(value, members)
+
+
 def import_vm(src, dst, the_plan, pairs, options, job, result):
     """Import the VM and its snapshots; a VM left by a crashed run is replaced."""
     vm_rec = the_plan["vm"]
@@ -211,11 +221,7 @@ def import_vm(src, dst, the_plan, pairs, options, job, result):
         for snap in old_rec["snapshots"]:
             dst.call("VM.destroy", snap)
         dst.call("VM.destroy", old_ref)
-    value, members = metadata.read_ova(metadata.export_metadata(src, vm_rec["uuid"]))
-    networks = dst.call("network.get_all_records")
-    result["network_mapping"] = metadata.map_networks(value, options.network_map, networks)
-    tar = metadata.write_ova(value, members)
-    refs = metadata.import_metadata(dst, tar, pairs)
+    refs = metadata.import_metadata(dst, exported_metadata(src, dst, vm_rec["uuid"], options, result), pairs)
     dst_ref = dst.call("VM.get_by_uuid", vm_rec["uuid"])
     if dst_ref not in refs and refs:
         result["warnings"].append("the metadata import returned %d VM(s), none with the source "

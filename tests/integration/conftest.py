@@ -22,9 +22,9 @@ def pool_vars(pool, user="root"):
 RECAP = re.compile(r"^localhost\s*:\s*(.*)$", re.M)
 
 
-def run_playbook(playbook, extra_vars, tmp_path, check=False):
+def run_playbook(playbook, extra_vars, tmp_path, check=False, expect_failure=False):
     """Run a playbook of this repository; returns (the recap counts of localhost, output).
-    Fails the test when ansible-playbook fails."""
+    Fails the test when ansible-playbook fails (or, with expect_failure, when it does not)."""
     vars_file = tmp_path / ("vars-%d.json" % len(list(tmp_path.glob("vars-*.json"))))
     vars_file.write_text(json.dumps(extra_vars))
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
@@ -34,7 +34,10 @@ def run_playbook(playbook, extra_vars, tmp_path, check=False):
         cmd.append("--check")
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, "ansible-playbook failed (%d):\n%s" % (proc.returncode, output[-6000:])
+    if expect_failure:
+        assert proc.returncode != 0, "ansible-playbook should have failed:\n%s" % output[-3000:]
+    else:
+        assert proc.returncode == 0, "ansible-playbook failed (%d):\n%s" % (proc.returncode, output[-6000:])
     recap = RECAP.findall(proc.stdout)
     assert recap, output[-3000:]
     stats = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", recap[-1])}
@@ -43,12 +46,16 @@ def run_playbook(playbook, extra_vars, tmp_path, check=False):
 
 @pytest.fixture
 def migrate(pools, tmp_path):
-    """migrate(vm_uuid, check=False, user="root", **role_vars) -> (stats, sxm_result)."""
-    def run(vm, check=False, user="root", **role_vars):
+    """migrate(vm_uuid, check=False, user="root", expect_failure=False, **role_vars)
+    -> (stats, sxm_result), or (stats, output) when a failure is expected."""
+    def run(vm, check=False, user="root", expect_failure=False, **role_vars):
         extra = {"sxm_source": pool_vars(pools[0], user), "sxm_destination": pool_vars(pools[1], user),
                  "sxm_vm": vm, "sxm_report_dir": str(tmp_path / "reports")}
         extra.update(role_vars)
-        stats, output = run_playbook("migrate_vm.yml", extra, tmp_path, check=check)
+        stats, output = run_playbook("migrate_vm.yml", extra, tmp_path, check=check,
+                                     expect_failure=expect_failure)
+        if expect_failure:
+            return stats, output
         result = None
         if not check:
             src_uuid = extra["sxm_vm"]
