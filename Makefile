@@ -55,7 +55,7 @@ lint: $(LAYER_DEPS)
 	@tools/lint.sh
 
 demo: setup
-	$(PY) -m xapisim.demo
+	$(VENV)/bin/ansible-playbook playbooks/demo.yml
 
 bench: setup
 	@if [ -f bench/run.py ]; then $(PY) bench/run.py; else echo "bench: no benchmarks yet"; fi

@@ -123,24 +123,6 @@ class Tree:
             node = node.parent
         return list(reversed(path))
 
-    def lines(self):
-        """The tree drawn as text, '*' on the active path."""
-        out = []
-
-        def label(node):
-            if node.is_vm:
-                return "%s (VM, %s)" % (node.name_label, node.power_state)
-            return "%s %s  [%s]" % ("*" if node.active else " ", node.name_label, node.snapshot_time)
-
-        def visit(node, prefix, last):
-            out.append(prefix + ("└── " if last else "├── ") + label(node))
-            kids = sorted(node.children, key=Node.sort_key)
-            for i, kid in enumerate(kids):
-                visit(kid, prefix + ("    " if last else "│   "), i == len(kids) - 1)
-        for i, root in enumerate(self.roots):
-            visit(root, "", i == len(self.roots) - 1)
-        return out
-
 
 def _or(field, values):
     return " or ".join('field "%s"="%s"' % (field, v) for v in values) or "false"

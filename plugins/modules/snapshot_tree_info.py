@@ -34,10 +34,10 @@ notes:
 EXAMPLES = r"""
 - name: Read the tree of vm01
   xapi.sxm.snapshot_tree_info:
-    url: https://pool-a.example.com
+    url: "{{ pool_a_url }}"
     username: root
     password: "{{ pool_a_password }}"
-    ca_path: /etc/pki/pool-a.pem
+    ca_path: "{{ pool_a_ca }}"
     vm: vm01
   register: tree
 
@@ -83,6 +83,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.xapi.sxm.plugins.module_utils.ansible_common import connect, connection_options
 from ansible_collections.xapi.sxm.plugins.module_utils.migrate import MigrationError, find_vm
+from ansible_collections.xapi.sxm.plugins.module_utils.report import tree_lines
 from ansible_collections.xapi.sxm.plugins.module_utils.tree import discover
 from ansible_collections.xapi.sxm.plugins.module_utils.xapi import XapiFailure
 
@@ -100,7 +101,8 @@ def main():
     finally:
         conn.logout()
     walk = {u: [n.uuid for n in tree.walk(u)] for u in tree.userdevices()}
-    module.exit_json(changed=False, tree=tree.to_dict(), walk=walk, lines=tree.lines())
+    as_dict = tree.to_dict()
+    module.exit_json(changed=False, tree=as_dict, walk=walk, lines=tree_lines(as_dict))
 
 
 if __name__ == "__main__":

@@ -138,28 +138,26 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Migrate vm01 with its snapshots from pool A to pool B
+- name: Migrate vm01 with its snapshots from pool A to pool B, then block vm01 on pool A
   xapi.sxm.vm_migrate:
     source:
-      url: https://pool-a.example.com
+      url: "{{ pool_a_url }}"
       username: root
       password: "{{ pool_a_password }}"
-      ca_path: /etc/pki/pool-a.pem
+      ca_path: "{{ pool_a_ca }}"
     destination:
-      url: https://pool-b.example.com
+      url: "{{ pool_b_url }}"
       username: root
       password: "{{ pool_b_password }}"
-      ca_path: /etc/pki/pool-b.pem
+      ca_path: "{{ pool_b_ca }}"
     vm: vm01
-    network_map:
-      Pool-wide network associated with eth0: Production
     source_disposition: block
     report_dir: /var/tmp/sxm-reports
   register: migration
 
 - name: Show what moved
   ansible.builtin.debug:
-    msg: "{{ migration.bytes_written }} bytes written for {{ migration.source_tree.nodes | length }} nodes"
+    msg: "{{ migration.bytes_written | default(0) }} bytes written for {{ migration.source_tree.nodes | length }} nodes"
 """
 
 RETURN = r"""
@@ -205,11 +203,6 @@ snapshot_time_not_kept:
   returned: always
   type: list
   elements: dict
-warnings:
-  description: What the operator should know.
-  returned: always
-  type: list
-  elements: str
 timings:
   description: Seconds spent moving data, importing metadata, verifying, and in total.
   returned: when data moved
@@ -277,7 +270,8 @@ def main():
                                        tree_lines(result["destination_tree"]))
     if p["report_dir"] and not module.check_mode:
         result["reports"] = write_reports(result, p["report_dir"])
-    for warning in result.get("warnings", []):
+    # AnsibleModule returns what module.warn() collected as `warnings`
+    for warning in result.pop("warnings", []):
         module.warn(warning)
     module.exit_json(**result)
 

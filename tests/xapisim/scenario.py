@@ -175,44 +175,6 @@ def build_tree(pool, x, name, disk_sizes, steps, sr=None, cd=False):
     return vm, snaps
 
 
-def tree_lines(x, vm):
-    """The snapshot tree of a VM drawn as text; '*' marks the active path, the VM itself is
-    drawn under the snapshot it was last reverted to or taken from."""
-    snaps = {ref: x.xenapi.VM.get_record(ref) for ref in x.xenapi.VM.get_snapshots(vm)}
-    vm_rec = x.xenapi.VM.get_record(vm)
-    active, cursor = set(), vm_rec["parent"]
-    while cursor in snaps:
-        active.add(cursor)
-        cursor = snaps[cursor]["parent"]
-    children = {}
-    for ref, rec in snaps.items():
-        children.setdefault(rec["parent"] if rec["parent"] in snaps else None, []).append(ref)
-    children.setdefault(vm_rec["parent"] if vm_rec["parent"] in snaps else None, []).append(vm)
-    lines = []
-
-    def label(ref):
-        if ref == vm:
-            return "%s (the VM, %s)" % (vm_rec["name_label"], vm_rec["power_state"])
-        rec = snaps[ref]
-        mark = "*" if ref in active else " "
-        return "%s %s  [%s, %d disk(s)]" % (mark, rec["name_label"], rec["snapshot_time"].value,
-                                             len(disks(x, ref)))
-
-    def order(ref):
-        return "~" if ref == vm else str(snaps[ref]["snapshot_time"]) + snaps[ref]["name_label"]
-
-    def walk(ref, prefix, last):
-        lines.append(prefix + ("└── " if last else "├── ") + label(ref))
-        kids = sorted(children.get(ref, []), key=order)
-        for i, kid in enumerate(kids):
-            walk(kid, prefix + ("    " if last else "│   "), i == len(kids) - 1)
-
-    roots = sorted(children.get(None, []), key=order)
-    for i, root in enumerate(roots):
-        walk(root, "", i == len(roots) - 1)
-    return lines
-
-
 def main(argv=None):
     """``python -m xapisim.scenario build-tree --pools-json F [--pool N] [--name NAME]``:
     build the branched demo tree and print the VM's uuid (used by playbooks/demo.yml)."""
