@@ -112,7 +112,8 @@ def plan(src, dst, options):
         disks.append({
             "userdevice": userdevice, "source_sr": src_sr_uuid,
             "destination_sr": dst.call("SR.get_uuid", dst_sr), "destination_sr_ref": dst_sr,
-            "walk": [n.name_label for n in walk], "has_leaf": leaf is not None,
+            "walk": [n.name_label for n in walk], "walk_uuids": [n.uuid for n in walk],
+            "has_leaf": leaf is not None,
             "virtual_size": model.virtual_size,
             "estimated_bytes": sum(n.disks[userdevice].physical_utilisation for n in walk)
             + (leaf.physical_utilisation if leaf else 0),

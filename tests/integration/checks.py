@@ -87,3 +87,28 @@ def assert_nothing_left_behind(dst, vm_uuid, before):
     assert vdis - before[1] == ours_vdis
     pending = [t for t in dst.xenapi.task.get_all_records().values() if t["status"] == "pending"]
     assert pending == []
+
+
+def independent_walk_minimum(src, result):
+    """The walk's minimum computed here, from the source disks read over NBD: per disk, the
+    non-zero blocks of the first node plus, along the walk (then the leaf), every block where
+    consecutive nodes differ. Independent of what the migration measured itself."""
+    nodes = {n["uuid"]: n for n in result["source_tree"]["nodes"]}
+    vm_uuid = result["source_tree"]["vm"]["uuid"]
+    total = 0
+    for disk in result["plan"]["disks"]:
+        sequence = list(disk["walk_uuids"]) + ([vm_uuid] if disk["has_leaf"] else [])
+        previous = None
+        for node_uuid in sequence:
+            vdi_uuid = [d["vdi_uuid"] for d in nodes[node_uuid]["disks"]
+                        if d["userdevice"] == disk["userdevice"]][0]
+            digests = client.nbd_block_digests(src, src.xenapi.VDI.get_by_uuid(vdi_uuid))
+            if previous is None:
+                total += sum(1 for d in digests if d is not None)
+            else:
+                n = max(len(previous), len(digests))
+                pad = [None] * n
+                a, b = (previous + pad)[:n], (digests + pad)[:n]
+                total += sum(1 for i in range(n) if a[i] != b[i])
+            previous = digests
+    return total * 64 * 1024

@@ -63,3 +63,34 @@ def migrate(pools, tmp_path):
                 result = json.load(f)
         return stats, result
     return run
+
+
+AMPLIFICATION = []
+
+
+def record_amplification(tree, result):
+    """Bytes written against the walk's minimum (issue 3: at most 1.1x) and against the sum of
+    per-edge changes (the seed's minimum), kept for the summary printed after the tests."""
+    row = {"tree": tree, "bytes_written": result["bytes_written"],
+           "walk_minimum": result["walk_minimum_bytes"], "edge_minimum": result["edge_minimum_bytes"],
+           "bytes_read": result["bytes_read"]}
+    row["written_vs_walk"] = round(row["bytes_written"] / max(1, row["walk_minimum"]), 3)
+    row["written_vs_edges"] = round(row["bytes_written"] / max(1, row["edge_minimum"]), 3)
+    AMPLIFICATION.append(row)
+    return row
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not AMPLIFICATION:
+        return
+    out = os.path.join(REPO, "tests", "output")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "amplification.json"), "w") as f:
+        json.dump(AMPLIFICATION, f, indent=1)
+    write = terminalreporter.write_line
+    write("")
+    write("bytes written per tree (ratio to the walk's minimum, and to the sum of per-edge changes)")
+    write("%-34s %12s %12s %12s %8s %8s" % ("tree", "written", "walk min", "edge min", "/walk", "/edges"))
+    for r in AMPLIFICATION:
+        write("%-34s %12d %12d %12d %8.3f %8.3f" % (r["tree"], r["bytes_written"], r["walk_minimum"],
+                                                   r["edge_minimum"], r["written_vs_walk"], r["written_vs_edges"]))

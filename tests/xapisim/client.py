@@ -42,10 +42,9 @@ def http_request(pool, method, path, query=None, session=None, body=None, header
     return resp.status, dict(resp.getheaders()), data
 
 
-def nbd_digest(x, vdi):
-    """sha256 of a VDI's whole content read over NBD from VDI.get_nbd_info, TLS pinned to the
-    returned certificate (plaintext only where the record carries no certificate purpose)."""
-    import hashlib
+def nbd_chunks(x, vdi, chunk=4 << 20):
+    """Yield a VDI's whole content in pieces, read over NBD from VDI.get_nbd_info with TLS
+    pinned to the returned certificate (plaintext only when no network has the purpose nbd)."""
     import os
     import shutil
     import tempfile
@@ -67,12 +66,31 @@ def nbd_digest(x, vdi):
             h.set_tls_verify_peer(True)
             host = record["subject"]
         h.connect_tcp(host, str(record["port"]))
-        size, digest, offset = h.get_size(), hashlib.sha256(), 0
+        size, offset = h.get_size(), 0
         while offset < size:
-            n = min(4 << 20, size - offset)
-            digest.update(h.pread(n, offset))
+            n = min(chunk, size - offset)
+            yield bytes(h.pread(n, offset))
             offset += n
         h.shutdown()
-        return digest.hexdigest()
     finally:
         shutil.rmtree(certdir, ignore_errors=True)
+
+
+def nbd_digest(x, vdi):
+    """sha256 of a VDI's whole content, read over NBD."""
+    import hashlib
+    digest = hashlib.sha256()
+    for piece in nbd_chunks(x, vdi):
+        digest.update(piece)
+    return digest.hexdigest()
+
+
+def nbd_block_digests(x, vdi, block=64 * 1024):
+    """sha256 of every 64 KiB block of a VDI, read over NBD (None for an all-zero block)."""
+    import hashlib
+    out, zero = [], bytes(block)
+    for piece in nbd_chunks(x, vdi, chunk=64 * block):
+        for i in range(0, len(piece), block):
+            data = piece[i:i + block]
+            out.append(None if data == zero[:len(data)] else hashlib.sha256(data).digest())
+    return out
