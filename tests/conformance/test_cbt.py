@@ -3,33 +3,18 @@ bitmaps computed from real guest writes, data_destroy."""
 
 import base64
 
-import pytest
-import XenAPI
 
-from xapisim import client, scenario
+from xapisim.testing import error_of, guest_write
+from xapisim import scenario
 
 MiB = 1 << 20
 BLOCK = 64 * 1024
 NULL = "OpaqueRef:NULL"
 
 
-def error_of(call, *args):
-    with pytest.raises(XenAPI.Failure) as info:
-        call(*args)
-    return info.value.details
-
-
-def guest_write(pool, x, vm, offset, data, userdevice=0):
-    status, _, body = client.http_request(
-        pool, "POST", "/xapisim/guest_write",
-        {"vm": x.xenapi.VM.get_uuid(vm), "userdevice": str(userdevice), "offset": str(offset)},
-        x, data)
-    assert status == 200, body
-
-
 def write_blocks(pool, x, vm, blocks):
     for block in blocks:
-        guest_write(pool, x, vm, block * BLOCK + 1000, b"w" * 100)
+        guest_write(pool, x, vm, 0, block * BLOCK + 1000, b"w" * 100)
 
 
 def changed(x, vdi_from, vdi_to):
@@ -54,7 +39,7 @@ def test_list_changed_blocks_between_snapshots(pools, xapi):
     write_blocks(pool, xapi, vm, [0, 3, 17])
     s1 = disk0(xapi, xapi.xenapi.VM.snapshot(vm, "s1"))
     write_blocks(pool, xapi, vm, [5, 17, 95])
-    guest_write(pool, xapi, vm, 10 * BLOCK - 100, b"x" * 200)   # straddles blocks 9 and 10
+    guest_write(pool, xapi, vm, 0, 10 * BLOCK - 100, b"x" * 200)   # straddles blocks 9 and 10
     s2 = disk0(xapi, xapi.xenapi.VM.snapshot(vm, "s2"))
     assert xapi.xenapi.VDI.get_cbt_enabled(s2) is True
     assert changed(xapi, s1, s2) == ({5, 9, 10, 17, 95}, 12)
@@ -76,7 +61,7 @@ def test_odd_size_bitmap_length(pools, xapi):
     xapi.xenapi.VDI.enable_cbt(disk0(xapi, vm))
     a = disk0(xapi, xapi.xenapi.VM.snapshot(vm, "a"))
     xapi.xenapi.VM.start(vm, False, False)
-    guest_write(pools[0], xapi, vm, 16 * BLOCK, b"z" * 512)
+    guest_write(pools[0], xapi, vm, 0, 16 * BLOCK, b"z" * 512)
     xapi.xenapi.VM.hard_shutdown(vm)
     b = disk0(xapi, xapi.xenapi.VM.snapshot(vm, "b"))
     assert changed(xapi, a, b) == ({16}, 3)

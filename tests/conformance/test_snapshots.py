@@ -3,28 +3,13 @@ tree they build (parent/children, snapshot_of/snapshots), as XAPI-FACTS §2 desc
 
 import os
 
-import pytest
-import XenAPI
 
-from xapisim import client, scenario
+from xapisim.testing import error_of, guest_write
+from xapisim import scenario
 
 MiB = 1 << 20
 BLOCK = 64 * 1024
 NULL = "OpaqueRef:NULL"
-
-
-def error_of(call, *args):
-    with pytest.raises(XenAPI.Failure) as info:
-        call(*args)
-    return info.value.details
-
-
-def guest_write(pool, x, vm, userdevice, offset, data):
-    status, _, body = client.http_request(
-        pool, "POST", "/xapisim/guest_write",
-        {"vm": x.xenapi.VM.get_uuid(vm), "userdevice": str(userdevice), "offset": str(offset)},
-        x, data)
-    assert status == 200, body
 
 
 def content(state_dir, x, vdi, offset, length):

@@ -1,20 +1,13 @@
 """Hidden VDI setters and their guards (fact 7, XAPI-FACTS §3) and the two SR flavours'
 SR.scan (fact 8, §2.2): SMAPIv1 keeps DB values, SMAPIv3 rewrites them from volume keys."""
 
-import pytest
-import XenAPI
 
+from xapisim.testing import error_of
 from xapisim import scenario
 
 MiB = 1 << 20
 NULL = "OpaqueRef:NULL"
 EPOCH = "19700101T00:00:00Z"
-
-
-def error_of(call, *args):
-    with pytest.raises(XenAPI.Failure) as info:
-        call(*args)
-    return info.value.details
 
 
 def sr_of_type(x, sr_type):

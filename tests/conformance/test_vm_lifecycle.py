@@ -1,19 +1,12 @@
 """VM, VBD, VIF and VDI lifecycle of the simulator against XAPI's rules: constructors, power
 operations and their errors, operation restrictions of snapshots and templates."""
 
-import pytest
-import XenAPI
 
+from xapisim.testing import error_of
 from xapisim import client, scenario
 
 MiB = 1 << 20
 NULL = "OpaqueRef:NULL"
-
-
-def error_of(call, *args):
-    with pytest.raises(XenAPI.Failure) as info:
-        call(*args)
-    return info.value.details
 
 
 def test_vm_create_forces_snapshot_fields_and_halted(xapi):

@@ -8,12 +8,10 @@ class has (getters, setters, map and set updates, get_all*, get_by_*) are generi
 """
 
 import threading
-import xmlrpc.client
-from xml.sax.saxutils import escape
 
 from . import dbfilter
 from .errors import XapiError
-from .model import NULL_REF, DecodeError, datamodel, decode, encode, now_text
+from .model import NULL_REF, DecodeError, datamodel, decode, encode, now_text, rpc_string
 
 IMPLS = {}
 # Messages whose implementation returns the wire form itself (event.from's result is a struct,
@@ -59,26 +57,6 @@ class Context:
         for calls it makes on a client's behalf)."""
         message = datamodel().message(wire_name)
         return run_impl(self, message, list(args))
-
-
-def xmlrpc_fragment(value):
-    """XAPI's task.result: the XML-RPC value, strings without <string> tags."""
-    if isinstance(value, str):
-        return "<value>%s</value>" % escape(value)
-    if isinstance(value, (list, tuple)):
-        return "<value><array><data>%s</data></array></value>" % "".join(
-            xmlrpc_fragment(v) for v in value)
-    if isinstance(value, dict):
-        return "<value><struct>%s</struct></value>" % "".join(
-            "<member><name>%s</name>%s</member>" % (escape(k), xmlrpc_fragment(v))
-            for k, v in value.items())
-    if isinstance(value, bool):
-        return "<value><boolean>%d</boolean></value>" % value
-    if isinstance(value, float):
-        return "<value><double>%r</double></value>" % value
-    if isinstance(value, xmlrpc.client.DateTime):
-        return "<value><dateTime.iso8601>%s</dateTime.iso8601></value>" % value.value
-    return "<value>%s</value>" % escape(str(value))
 
 
 class Dispatcher:
@@ -134,7 +112,7 @@ class Dispatcher:
                 self.check_refs(message, args)
                 result = run_impl(ctx, message, args)
                 if db.exists("task", task):
-                    text = xmlrpc_fragment(encode(result, message.result)) \
+                    text = rpc_string(encode(result, message.result)) \
                         if message.result.kind != "void" else ""
                     db.update("task", task, result=text, progress=1.0, status="success",
                               finished=now_text(), allowed_operations=[])

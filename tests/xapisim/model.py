@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import xmlrpc.client
+from xml.sax.saxutils import escape
 
 NULL_REF = "OpaqueRef:NULL"
 EPOCH = "19700101T00:00:00Z"
@@ -276,3 +277,29 @@ def decode(value, t):
     except (TypeError, ValueError):
         raise DecodeError
     raise DecodeError
+
+
+# ---- XAPI's own XML-RPC text (task results, ova.xml) ------------------------------------------
+
+def rpc_escape(text):
+    return escape(text, {'"': "&quot;"})
+
+
+def rpc_string(value):
+    """rpclib ``Xmlrpc.to_string``: strings and ints as bare ``<value>``, no declaration."""
+    if value is None:
+        return "<value><nil/></value>"
+    if isinstance(value, bool):
+        return "<value><boolean>%d</boolean></value>" % value
+    if isinstance(value, int):
+        return "<value>%d</value>" % value
+    if isinstance(value, float):
+        return "<value><double>%.16g</double></value>" % value
+    if isinstance(value, xmlrpc.client.DateTime):
+        return "<value><dateTime.iso8601>%s</dateTime.iso8601></value>" % value.value
+    if isinstance(value, (list, tuple)):
+        return "<value><array><data>%s</data></array></value>" % "".join(map(rpc_string, value))
+    if isinstance(value, dict):
+        return "<value><struct>%s</struct></value>" % "".join(
+            "<member><name>%s</name>%s</member>" % (rpc_escape(k), rpc_string(v)) for k, v in value.items())
+    return "<value>%s</value>" % rpc_escape(str(value))

@@ -28,12 +28,11 @@ import threading
 import time
 import uuid as uuidlib
 import xmlrpc.client
-from xml.sax.saxutils import escape
 
 from . import ops_vm
 from .api import Context, create_from_record
 from .errors import XapiError
-from .model import NULL_REF, DecodeError, Type, datamodel, decode, encode
+from .model import NULL_REF, DecodeError, Type, datamodel, decode, encode, rpc_string
 
 XAPI_MAJOR, XAPI_MINOR = 25, 6     # what this simulated host reports (software_version xapi)
 EXPORT_VSN = 2                     # Xapi_globs.export_vsn
@@ -43,30 +42,6 @@ _ids_lock = threading.Lock()
 
 
 # ---- rpclib's XML-RPC text --------------------------------------------------------------------
-
-def rpc_escape(text):
-    return escape(text, {'"': "&quot;"})
-
-
-def rpc_string(value):
-    """rpclib ``Xmlrpc.to_string``: strings and ints as bare ``<value>``, no declaration."""
-    if value is None:
-        return "<value><nil/></value>"
-    if isinstance(value, bool):
-        return "<value><boolean>%d</boolean></value>" % value
-    if isinstance(value, int):
-        return "<value>%d</value>" % value
-    if isinstance(value, float):
-        return "<value><double>%.16g</double></value>" % value
-    if isinstance(value, xmlrpc.client.DateTime):
-        return "<value><dateTime.iso8601>%s</dateTime.iso8601></value>" % value.value
-    if isinstance(value, (list, tuple)):
-        return "<value><array><data>%s</data></array></value>" % "".join(map(rpc_string, value))
-    if isinstance(value, dict):
-        return "<value><struct>%s</struct></value>" % "".join(
-            "<member><name>%s</name>%s</member>" % (k, rpc_string(v)) for k, v in value.items())
-    return "<value>%s</value>" % rpc_escape(str(value))
-
 
 def parse_rpc(text):
     """rpclib ``Xmlrpc.of_string``: any XML-RPC value (tagged or bare strings)."""

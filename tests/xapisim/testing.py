@@ -1,0 +1,22 @@
+"""Small helpers shared by the conformance tests."""
+
+import pytest
+import XenAPI
+
+from . import client
+
+
+def error_of(call, *args):
+    """The ErrorDescription of a call that must fail."""
+    with pytest.raises(XenAPI.Failure) as info:
+        call(*args)
+    return info.value.details
+
+
+def guest_write(pool, x, vm, userdevice, offset, data):
+    """Write into a running VM's disk as its guest would (simulator-only endpoint)."""
+    status, _, body = client.http_request(
+        pool, "POST", "/xapisim/guest_write",
+        {"vm": x.xenapi.VM.get_uuid(vm), "userdevice": str(userdevice), "offset": str(offset)},
+        x, data)
+    assert status == 200, body
