@@ -13,12 +13,16 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
+import http.client as http_client
 import hashlib
 import os
+import queue
 import shutil
 import socket
 import struct
 import tempfile
+import threading
+import time
 
 try:
     import nbd
@@ -28,8 +32,9 @@ except ImportError:  # pragma: no cover - reported by the modules
     HAS_NBD = False
 
 BLOCK = 64 * 1024                 # XAPI's CBT granularity; our unit of comparison
-READ_SIZE = 4 << 20               # one NBD read covers this many bytes
-BATCH_LIMIT = 64 << 20            # bytes of block data per import request (bounded memory)
+REQUEST_SIZE = 1 << 20            # bytes per NBD read request
+IN_FLIGHT = 16                    # NBD read requests outstanding per connection
+BATCH_LIMIT = 32 << 20            # bytes of block data per import request (bounded memory)
 ZERO_BLOCK = bytes(BLOCK)
 ZERO_DIGEST = hashlib.blake2b(ZERO_BLOCK, digest_size=16).digest()
 
@@ -39,6 +44,7 @@ class DataPathError(Exception):
 
 
 def block_digest(data):
+    """A block's digest; every all-zero block (a short last one too) gets ZERO_DIGEST."""
     if data == ZERO_BLOCK[:len(data)]:
         return ZERO_DIGEST
     return hashlib.blake2b(data, digest_size=16).digest()
@@ -100,22 +106,47 @@ def connect_hostname(record):
         % (subject, address))
 
 
+class RateLimiter:
+    """A token bucket shared by every connection of a job: ``bandwidth_limit`` bytes/s."""
+
+    def __init__(self, bytes_per_second):
+        self.rate = float(bytes_per_second)
+        self.lock = threading.Lock()
+        self.next_free = time.monotonic()
+
+    def consume(self, nbytes):
+        with self.lock:
+            now = time.monotonic()
+            # at most one second of burst
+            start = max(self.next_free, now - 1.0)
+            self.next_free = start + nbytes / self.rate
+            wait = self.next_free - now
+        if wait > 0:
+            time.sleep(wait)
+
+
 class NbdSource:
     """A read-only NBD connection to one source VDI. ``tls`` is False only for networks with
-    the ``insecure_nbd`` purpose."""
+    the ``insecure_nbd`` purpose. Reads are pipelined: several requests in flight on the one
+    connection (libnbd's asynchronous calls), into a fixed set of buffers."""
 
-    def __init__(self, record, tls=True):
+    def __init__(self, record, tls=True, in_flight=IN_FLIGHT, request_size=REQUEST_SIZE, limiter=None):
         if not HAS_NBD:
             raise DataPathError("libnbd's Python bindings are missing: install the Debian "
                                 "package python3-libnbd (not the PyPI project 'nbd')")
         self.record = record
         self.tls = tls
+        self.in_flight = in_flight
+        self.request_size = request_size
+        self.limiter = limiter
         self.handle = None
         self.certdir = None
 
     def open(self):
         h = nbd.NBD()
         h.set_export_name(self.record["exportname"])
+        h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)
+        h.set_pread_initialize(False)
         host = self.record["address"]
         if self.tls:
             self.certdir = tempfile.mkdtemp(prefix="sxm-nbd-")
@@ -143,11 +174,68 @@ class NbdSource:
     def size(self):
         return self.handle.get_size()
 
-    def read(self, offset, length):
-        try:
-            return bytes(self.handle.pread(length, offset))
-        except nbd.Error as e:
-            raise DataPathError("NBD read of %d bytes at %d failed: %s" % (length, offset, e.string))
+    def zero_blocks(self, size):
+        """Blocks the server reports as reading zero (base:allocation), when it offers block
+        status; XAPI's own NBD server does not, and then this is empty."""
+        h = self.handle
+        if not h.can_meta_context(nbd.CONTEXT_BASE_ALLOCATION):
+            return set()
+        zero, cursor = set(), [0]
+
+        def on_extents(metacontext, offset, entries, err):
+            for i in range(0, len(entries), 2):
+                length, flags = entries[i], entries[i + 1]
+                if flags & nbd.STATE_ZERO:
+                    zero.update(range((cursor[0] + BLOCK - 1) // BLOCK, (cursor[0] + length) // BLOCK))
+                cursor[0] += length
+            return 0
+
+        while cursor[0] < size:
+            start = cursor[0]
+            h.block_status(min(1 << 30, size - start), start, on_extents)
+            if cursor[0] <= start:
+                break
+        return zero
+
+    def read_many(self, requests, on_data):
+        """Read [(offset, length)] with up to ``in_flight`` requests outstanding, calling
+        ``on_data(offset, memoryview)`` for each as it completes (the view is reused after the
+        call returns). Requests must be at most ``request_size`` bytes."""
+        h, slots = self.handle, self.in_flight
+        slab = bytearray(slots * self.request_size)
+        views = [memoryview(slab)[i * self.request_size:(i + 1) * self.request_size] for i in range(slots)]
+        free = list(range(slots))
+        done, failed = [], []
+        pending = iter(requests)
+        outstanding = 0
+        exhausted = False
+        while True:
+            while free and not exhausted:
+                try:
+                    offset, length = next(pending)
+                except StopIteration:
+                    exhausted = True
+                    break
+                if self.limiter:
+                    self.limiter.consume(length)
+                slot = free.pop()
+                buf = nbd.Buffer.from_buffer(views[slot][:length])
+                h.aio_pread(buf, offset, lambda err, s=slot, o=offset, n=length, b=buf:
+                            (failed.append((o, err.value)) if err.value else done.append((s, o, n, b))) or 1)
+                outstanding += 1
+            if failed:
+                raise DataPathError("NBD read at offset %d failed (errno %d)" % failed[0])
+            while done:
+                slot, offset, length, buf = done.pop(0)
+                on_data(offset, views[slot][:length])
+                free.append(slot)
+                outstanding -= 1
+            if exhausted and outstanding == 0:
+                return
+            try:
+                h.poll(-1)
+            except nbd.Error as e:
+                raise DataPathError("the NBD connection failed: %s" % e.string)
 
     def close(self):
         if self.handle is not None:
@@ -168,21 +256,16 @@ class NbdSource:
         return False
 
 
-def read_blocks(source, size, blocks=None):
-    """Yield (block number, data) for every block (or the given sorted ones), reading
-    consecutive blocks in one NBD request."""
-    nblocks = (size + BLOCK - 1) // BLOCK
-    wanted = range(nblocks) if blocks is None else blocks
-    per_read = READ_SIZE // BLOCK
-    for first, count in runs(wanted):
+def plan_reads(blocks, size, request_size=REQUEST_SIZE):
+    """Sorted block numbers -> [(offset, length)] reads of at most ``request_size`` bytes,
+    consecutive blocks joined, the last one cut at the disk's end."""
+    per_read = max(1, request_size // BLOCK)
+    for first, count in runs(blocks):
         done = 0
         while done < count:
             n = min(per_read, count - done)
             offset = (first + done) * BLOCK
-            length = min(n * BLOCK, size - offset)
-            data = source.read(offset, length)
-            for i in range(n):
-                yield first + done + i, data[i * BLOCK:(i + 1) * BLOCK]
+            yield offset, min(n * BLOCK, size - offset)
             done += n
 
 
@@ -210,28 +293,34 @@ def merge_extents(blocks_with_data):
 
 
 def import_extents(conn, vdi_uuid, extents):
-    """Write extents into a destination VDI in one chunked import request."""
+    """Write extents into a destination VDI in one chunked import request; the request's task
+    says whether every byte landed (XAPI answers 200 before it reads the body)."""
     if not extents:
         return 0
     length = sum(12 + len(data) for dummy, data in extents) + 12
     task = conn.call("task.create", "xapi.sxm import", "mirror write into %s" % vdi_uuid)
-    response = conn.http("PUT", "/import_raw_vdi",
-                         {"vdi": vdi_uuid, "format": "raw", "chunked": "true"},
-                         body=chunked_frames(extents), length=length, task=task)
-    body = response.read()
-    response.connection.close()
     try:
-        if response.status != 200:
-            raise DataPathError("the destination refused the disk write (HTTP %s: %s)"
-                                % (response.status, body[:200].decode("utf-8", "replace")))
-        conn.wait_task(task)
-    finally:
-        pass
+        response = conn.http("PUT", "/import_raw_vdi",
+                             {"vdi": vdi_uuid, "format": "raw", "chunked": "true"},
+                             body=chunked_frames(extents), length=length, task=task)
+        body = response.read()
+        response.connection.close()
+    except (OSError, http_client.HTTPException) as e:
+        conn.call("task.destroy", task)
+        raise DataPathError("the connection to the destination broke while writing disk data "
+                            "(%s): run again to continue" % e)
+    if response.status != 200:
+        conn.call("task.destroy", task)
+        raise DataPathError("the destination refused the disk write (HTTP %s: %s)"
+                            % (response.status, body[:200].decode("utf-8", "replace")))
+    conn.wait_task(task, poll=0.5, first_poll=0.005)
     return sum(len(data) for dummy, data in extents)
 
 
 class BatchWriter:
-    """Collects changed blocks and sends them in import requests of bounded size."""
+    """Collects changed blocks and sends them, in import requests of bounded size, from a
+    background thread, so that reading the next batch overlaps writing this one. At most one
+    batch waits while one is written: memory stays below about three batches."""
 
     def __init__(self, conn, vdi_uuid, limit=BATCH_LIMIT):
         self.conn = conn
@@ -240,41 +329,89 @@ class BatchWriter:
         self.pending = []
         self.pending_bytes = 0
         self.written = 0
+        self.error = None
+        self.queue = queue.Queue(maxsize=1)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
 
     def add(self, block, data):
-        self.pending.append((block, data))
+        if self.error is not None:
+            raise self.error
+        self.pending.append((block, bytes(data)))
         self.pending_bytes += len(data)
         if self.pending_bytes >= self.limit:
-            self.flush()
+            self.queue.put(merge_extents(self.pending))
+            self.pending, self.pending_bytes = [], 0
 
     def flush(self):
+        """Send what is left and wait until every batch is written."""
         if self.pending:
-            self.written += import_extents(self.conn, self.vdi_uuid, merge_extents(self.pending))
-        self.pending, self.pending_bytes = [], 0
+            self.queue.put(merge_extents(self.pending))
+            self.pending, self.pending_bytes = [], 0
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self):
+        while True:
+            batch = self.queue.get()
+            if batch is None:
+                return
+            if self.error is not None:
+                continue
+            try:
+                self.written += import_extents(self.conn, self.vdi_uuid, batch)
+            except Exception as e:  # noqa: BLE001 - handed to the reading thread
+                self.error = e if isinstance(e, DataPathError) else DataPathError(str(e))
 
 
-def copy_node(source, size, writer, previous_digests=None, candidate_blocks=None):
+class NullWriter:
+    """For reading a node only to learn its digests."""
+    written = 0
+
+    def add(self, block, data):
+        pass
+
+    def flush(self):
+        pass
+
+
+def copy_node(source, size, writer, previous_digests=None, candidate_blocks=None, progress=None):
     """Bring the destination (holding the previous node, described by ``previous_digests``,
     or nothing) to this node's content. Returns (digests of this node, bytes read).
 
     Without ``previous_digests`` every non-zero block is written (the first node of a walk).
-    With them, exactly the blocks whose digest differs travel — a block that became zero
+    With them, exactly the blocks whose digest differs travel, a block that became zero
     included. ``candidate_blocks`` (from CBT) limits what is read; blocks outside it keep the
-    previous digest."""
+    previous digest. Blocks the server reports as zero (block status) are not read.
+    ``progress(nbytes)`` is told of every read as it completes."""
     nblocks = (size + BLOCK - 1) // BLOCK
     digests = list(previous_digests) if previous_digests is not None else [ZERO_DIGEST] * nblocks
-    if len(digests) < nblocks:
-        digests.extend([ZERO_DIGEST] * (nblocks - len(digests)))
-    digests = digests[:nblocks]
-    read_bytes = 0
-    for block, data in read_blocks(source, size, candidate_blocks):
-        read_bytes += len(data)
-        digest = block_digest(data)
-        if previous_digests is None:
-            if digest != ZERO_DIGEST:
+    digests = (digests + [ZERO_DIGEST] * nblocks)[:nblocks]
+    wanted = range(nblocks) if candidate_blocks is None else candidate_blocks
+    known_zero = source.zero_blocks(size) if hasattr(source, "zero_blocks") else set()
+    for block in wanted:
+        if block in known_zero:
+            if previous_digests is not None and digests[block] != ZERO_DIGEST:
+                writer.add(block, ZERO_BLOCK[:min(BLOCK, size - block * BLOCK)])
+            digests[block] = ZERO_DIGEST
+    to_read = [b for b in wanted if b not in known_zero] if known_zero else wanted
+    read_bytes = [0]
+
+    def on_data(offset, view):
+        first = offset // BLOCK
+        for i in range(0, len(view), BLOCK):
+            block, data = first + i // BLOCK, view[i:i + BLOCK]
+            digest = block_digest(data)
+            # without previous digests every entry starts as ZERO_DIGEST: non-zero blocks travel
+            if digest != digests[block]:
                 writer.add(block, data)
-        elif digest != digests[block]:
-            writer.add(block, data)
-        digests[block] = digest
+            digests[block] = digest
+        read_bytes[0] += len(view)
+        if progress:
+            progress(len(view))
+
+    source.read_many(plan_reads(to_read, size, getattr(source, "request_size", REQUEST_SIZE)), on_data)
     writer.flush()
-    return digests, read_bytes
+    return digests, read_bytes[0]

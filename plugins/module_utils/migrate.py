@@ -278,7 +278,7 @@ def verify(src, dst, tree, dst_ref, pairs, tls, result):
 def digest_of(conn, vdi_ref, size, tls):
     records = conn.call("VDI.get_nbd_info", vdi_ref)
     with datapath.NbdSource(datapath.pick_nbd_record(records), tls=tls) as source:
-        digests = datapath.copy_node(source, size, mirror.NullWriter())[0]
+        digests = datapath.copy_node(source, size, datapath.NullWriter())[0]
     return digests
 
 

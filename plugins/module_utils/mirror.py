@@ -141,7 +141,7 @@ class DiskMirror:
         if digests is not None:
             return digests
         with self._source(disk) as source:
-            digests, read = datapath.copy_node(source, disk.virtual_size, NullWriter())
+            digests, read = datapath.copy_node(source, disk.virtual_size, datapath.NullWriter())
         self.result.bytes_read += read
         return digests
 
@@ -244,13 +244,3 @@ def count_differences(a, b):
     zero = datapath.ZERO_DIGEST
     return sum(1 for i in range(n)
                if (a[i] if i < len(a) else zero) != (b[i] if i < len(b) else zero))
-
-
-class NullWriter:
-    written = 0
-
-    def add(self, block, data):
-        pass
-
-    def flush(self):
-        pass

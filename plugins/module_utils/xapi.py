@@ -15,6 +15,7 @@ __metaclass__ = type
 import http.client
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
 import xmlrpc.client
@@ -99,6 +100,8 @@ class Connection:
         self.retry_delay = retry_delay
         self.ssl = ssl_context(validate_certs, ca_path) if self.url.startswith("https") else None
         self.session = None
+        # one XML-RPC connection: the data path's writer thread calls too
+        self.lock = threading.Lock()
 
     # ---- session ----------------------------------------------------------------------------
     def login(self):
@@ -147,7 +150,11 @@ class Connection:
         for part in name.split("."):
             fn = getattr(fn, part)
         retry = name.split(".")[-1].startswith(READ_PREFIXES) or name == "event.from"
-        return self._with_retries(lambda: fn(*args), name, retry)
+
+        def locked():
+            with self.lock:
+                return fn(*args)
+        return self._with_retries(locked, name, retry)
 
     def _with_retries(self, thunk, name, retry):
         attempts = self.retries if retry else 1
@@ -170,10 +177,12 @@ class Connection:
                 raise XapiFailure("cannot reach %s (%s): check the url and the network"
                                   % (self.url, e), "CONNECTION_FAILED", [str(e)])
 
-    def wait_task(self, task, poll=0.5, timeout=None, on_progress=None):
+    def wait_task(self, task, poll=0.5, timeout=None, on_progress=None, first_poll=None):
         """Wait for a task; return its decoded result text or raise its error. The task is
-        destroyed afterwards (clients should destroy the tasks they own)."""
+        destroyed afterwards (clients should destroy the tasks they own). Polling starts at
+        ``first_poll`` seconds and doubles up to ``poll``."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        delay = first_poll or poll
         try:
             while True:
                 rec = self.call("task.get_record", task)
@@ -188,7 +197,8 @@ class Connection:
                 if deadline is not None and time.monotonic() > deadline:
                     raise XapiFailure("task %s did not finish in time on %s"
                                       % (rec["name_label"], self.url), "TIMEOUT")
-                time.sleep(poll)
+                time.sleep(delay)
+                delay = min(poll, delay * 2)
         finally:
             try:
                 self.call("task.destroy", task)

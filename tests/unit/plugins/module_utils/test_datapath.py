@@ -14,9 +14,10 @@ class MemorySource:
         self.data = bytes(data)
         self.reads = []
 
-    def read(self, offset, length):
-        self.reads.append((offset, length))
-        return self.data[offset:offset + length]
+    def read_many(self, requests, on_data):
+        for offset, length in requests:
+            self.reads.append((offset, length))
+            on_data(offset, memoryview(self.data)[offset:offset + length])
 
 
 class RecordingWriter:
