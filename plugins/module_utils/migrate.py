@@ -15,6 +15,7 @@ __metaclass__ = type
 import time
 
 from ansible_collections.xapi.sxm.plugins.module_utils import datapath, metadata, mirror, tree as treemod
+from ansible_collections.xapi.sxm.plugins.module_utils.progress import Progress
 from ansible_collections.xapi.sxm.plugins.module_utils.xapi import XapiFailure
 
 MARK_JOB = mirror.MARK_JOB
@@ -28,7 +29,8 @@ class MigrationError(Exception):
 
 class Options:
     def __init__(self, vm, sr_map=None, default_sr=None, network_map=None, mode="auto",
-                 source_disposition="keep", use_cbt=True, verify=True):
+                 source_disposition="keep", use_cbt=True, verify=True, bandwidth_limit=None,
+                 progress_file=None):
         self.vm = vm
         self.sr_map = dict(sr_map or {})
         self.default_sr = default_sr
@@ -37,6 +39,8 @@ class Options:
         self.source_disposition = source_disposition
         self.use_cbt = use_cbt
         self.verify = verify
+        self.bandwidth_limit = bandwidth_limit
+        self.progress_file = progress_file
 
 
 # ---- preflight --------------------------------------------------------------------------------
@@ -117,6 +121,9 @@ def plan(src, dst, options):
             "virtual_size": model.virtual_size,
             "estimated_bytes": sum(n.disks[userdevice].physical_utilisation for n in walk)
             + (leaf.physical_utilisation if leaf else 0),
+            # an upper bound: every node read in full (CBT and block status read less)
+            "bytes_to_read": sum(n.disks[userdevice].virtual_size for n in walk)
+            + (leaf.virtual_size if leaf else 0),
             "cbt": all(n.disks[userdevice].cbt_enabled for n in walk) and (leaf is None or leaf.cbt_enabled),
         })
     return {"vm_ref": vm_ref, "vm": vm_rec, "tree": tree, "disks": disks,
@@ -133,9 +140,8 @@ def existing_destination_vm(dst, vm_uuid):
     return ref, dst.call("VM.get_record", ref)
 
 
-def migrate(src, dst, options, check_mode=False, progress=None):
+def migrate(src, dst, options, check_mode=False):
     """Run (or, in check mode, describe) the migration. Returns the result dict."""
-    progress = progress or (lambda *a: None)
     started = time.time()
     the_plan = plan(src, dst, options)
     tree, vm_rec = the_plan["tree"], the_plan["vm"]
@@ -160,39 +166,54 @@ def migrate(src, dst, options, check_mode=False, progress=None):
         result["message"] = "would migrate %d snapshot(s) and %d disk(s)" % (
             len(tree.snapshots), len(the_plan["disks"]))
         return result
-    timings = {}
+    progress = Progress([src, dst], "xapi.sxm: migrating %s" % vm_rec["name_label"],
+                        sum(d["bytes_to_read"] for d in the_plan["disks"]), options.progress_file).start()
+    ok = False
+    try:
+        copy_and_cut_over(src, dst, options, the_plan, result, progress)
+        ok = True
+    finally:
+        progress.finish(ok)
+    result["timings"]["total_s"] = round(time.time() - started, 3)
+    return result
+
+
+def copy_and_cut_over(src, dst, options, the_plan, result, progress):
+    """Steps 4 to 9 of the flow: mirror every disk, import the metadata, fix the snapshot
+    times, verify, cut over."""
+    tree, vm_rec = the_plan["tree"], the_plan["vm"]
+    job = vm_rec["uuid"]
+    timings = result["timings"] = {}
     t0 = time.time()
     pairs = {}
+    limiter = datapath.RateLimiter(options.bandwidth_limit) if options.bandwidth_limit else None
     for disk in the_plan["disks"]:
         m = mirror.DiskMirror(src, dst, tree, disk["userdevice"], disk["destination_sr_ref"], job,
-                              tls=the_plan["tls"], use_cbt=options.use_cbt,
-                              progress=lambda *a, d=disk: progress("mirror", d["userdevice"], *a))
+                              tls=the_plan["tls"], use_cbt=options.use_cbt, progress=progress,
+                              limiter=limiter)
         r = m.run()
         pairs.update(r.pairs)
         result["disks"].append(r.to_dict())
-        result["changed"] = result["changed"] or r.changed
     timings["data_s"] = round(time.time() - t0, 3)
     t0 = time.time()
+    progress.set_phase("metadata")
     dst_ref = import_vm(src, dst, the_plan, pairs, options, job, result)
     timings["metadata_s"] = round(time.time() - t0, 3)
     t0 = time.time()
+    progress.set_phase("snapshot times and verification")
     fix_times(dst, dst_ref, tree, pairs, result)
     if options.verify:
         verify(src, dst, tree, dst_ref, pairs, the_plan["tls"], result)
     timings["verify_s"] = round(time.time() - t0, 3)
+    progress.set_phase("cut over")
     dst.call("VM.remove_from_blocked_operations", dst_ref, "start")
     set_marker(dst, dst_ref, MARK_STATE, "complete")
     apply_disposition(src, the_plan["vm_ref"], options, False, result, dst)
     result["changed"] = True
-    timings["total_s"] = round(time.time() - started, 3)
-    result["timings"] = timings
-    result["bytes_written"] = sum(d["bytes_written"] for d in result["disks"])
-    result["bytes_read"] = sum(d["bytes_read"] for d in result["disks"])
-    result["walk_minimum_bytes"] = sum(d["walk_minimum_bytes"] for d in result["disks"])
-    result["edge_minimum_bytes"] = sum(d["edge_minimum_bytes"] for d in result["disks"])
+    for key in ("bytes_written", "bytes_read", "walk_minimum_bytes", "edge_minimum_bytes"):
+        result[key] = sum(d[key] for d in result["disks"])
     result["destination_vm_uuid"] = vm_rec["uuid"]
     result["message"] = "migrated"
-    return result
 
 
 def set_marker(conn, vm_ref, key, value):

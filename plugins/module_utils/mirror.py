@@ -19,6 +19,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.xapi.sxm.plugins.module_utils import datapath
+from ansible_collections.xapi.sxm.plugins.module_utils.progress import Progress
 
 MARK_JOB = "sxm:job"
 MARK_ROLE = "sxm:role"            # working | node
@@ -74,14 +75,15 @@ class DiskMirror:
     ``dst``. ``tls``: whether the source NBD network requires TLS."""
 
     def __init__(self, src, dst, tree, userdevice, dst_sr, job, tls=True, use_cbt=True,
-                 progress=None):
+                 progress=None, limiter=None):
         self.src, self.dst, self.tree = src, dst, tree
         self.userdevice = userdevice
         self.dst_sr = dst_sr
         self.job = job
         self.tls = tls
         self.use_cbt = use_cbt
-        self.progress = progress or (lambda *a: None)
+        self.progress = progress or Progress([], "", 1)
+        self.limiter = limiter
         self.result = DiskResult(userdevice)
 
     # ---- the walk -------------------------------------------------------------------------
@@ -99,7 +101,7 @@ class DiskMirror:
         digests_by_node = {}       # node uuid -> digests, kept while children may need them
         for index, node in enumerate(walk):
             disk = node.disks[self.userdevice]
-            self.progress("node", index + 1, len(walk), node.name_label)
+            self.progress.set_node(self.userdevice, index + 1, len(walk), node.name_label)
             if disk.uuid in done:
                 self.result.pairs[disk.uuid] = done[disk.uuid][1]["uuid"]
                 self.result.nodes_skipped += 1
@@ -147,7 +149,7 @@ class DiskMirror:
 
     def _source(self, disk):
         records = self.src.call("VDI.get_nbd_info", disk.vdi_ref)
-        return datapath.NbdSource(datapath.pick_nbd_record(records), tls=self.tls)
+        return datapath.NbdSource(datapath.pick_nbd_record(records), tls=self.tls, limiter=self.limiter)
 
     def _bring_working_to(self, w_rec, disk, previous, prev_digests):
         if int(w_rec["virtual_size"]) != disk.virtual_size:
@@ -157,7 +159,7 @@ class DiskMirror:
         writer = datapath.BatchWriter(self.dst, w_rec["uuid"])
         with self._source(disk) as source:
             digests, read = datapath.copy_node(source, disk.virtual_size, writer, prev_digests,
-                                               candidates)
+                                               candidates, progress=self.progress.add)
         self.result.bytes_read += read
         self.result.bytes_written += writer.written
         return digests

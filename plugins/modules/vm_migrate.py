@@ -126,6 +126,18 @@ options:
   report_dir:
     description: If set, a JSON and a Markdown report are written there.
     type: path
+  bandwidth_limit:
+    description:
+      - Bytes per second this migration may read from the source, shared by all its
+        connections. V(0) means no limit.
+    type: int
+    default: 0
+  progress_file:
+    description:
+      - If set, a JSON file rewritten about twice a second while data moves (bytes done, rate,
+        ETA, node k of n), for a play that runs this module with C(async) to show progress.
+      - Progress is also shown as a XAPI task on both pools, named after the VM.
+    type: path
 notes:
   - Needs the C(XenAPI) Python library and libnbd's Python bindings (Debian package
     C(python3-libnbd)) on the host that runs it; data moves through that host, so delegate
@@ -246,6 +258,8 @@ def main():
             use_cbt=dict(type="bool", default=True),
             verify=dict(type="bool", default=True),
             report_dir=dict(type="path"),
+            bandwidth_limit=dict(type="int", default=0),
+            progress_file=dict(type="path"),
         ),
         supports_check_mode=True,
     )
@@ -253,7 +267,8 @@ def main():
     options = Options(p["vm"], sr_map=p["sr_map"], default_sr=p["default_sr"],
                       network_map=p["network_map"], mode=p["mode"],
                       source_disposition=p["source_disposition"], use_cbt=p["use_cbt"],
-                      verify=p["verify"])
+                      verify=p["verify"], bandwidth_limit=p["bandwidth_limit"] or None,
+                      progress_file=p["progress_file"])
     src = connect(module, p["source"])
     dst = None
     try:

@@ -1,0 +1,109 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, xapi.sxm contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Progress of a migration while data moves: a XAPI task on each pool whose ``progress``
+advances (visible in XenCenter and Xen Orchestra), and a JSON progress file the roles read
+to print progress lines."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import time
+
+from ansible_collections.xapi.sxm.plugins.module_utils.xapi import XapiFailure
+
+TASK_INTERVAL = 1.0     # seconds between task.set_progress calls (XenCenter polls about as often)
+FILE_INTERVAL = 0.5
+
+
+class Progress:
+    """Counts bytes read against an estimate of the bytes to read, and publishes."""
+
+    def __init__(self, conns, label, total_bytes, path=None, clock=time.monotonic):
+        self.conns = list(conns)
+        self.label = label
+        self.total = max(1, int(total_bytes))
+        self.path = path
+        self.clock = clock
+        self.started = clock()
+        self.done = 0
+        self.node = (0, 0, "")
+        self.disk = ""
+        self.phase = "starting"
+        self.tasks = []
+        self.last_task = self.last_file = 0.0
+
+    def start(self):
+        for conn in self.conns:
+            try:
+                task = conn.call("task.create", self.label, "xapi.sxm migration")
+                self.tasks.append((conn, task))
+            except XapiFailure:
+                pass  # progress is a courtesy; the migration does not depend on it
+        self.publish(force=True)
+        return self
+
+    def set_node(self, disk, index, count, name):
+        self.disk, self.node, self.phase = disk, (index, count, name), "mirror"
+        self.publish(force=True)
+
+    def set_phase(self, phase):
+        self.phase = phase
+        self.publish(force=True)
+
+    def add(self, nbytes):
+        self.done += nbytes
+        self.publish()
+
+    def fraction(self):
+        return min(0.99, self.done / float(self.total))
+
+    def state(self):
+        elapsed = max(1e-6, self.clock() - self.started)
+        rate = self.done / elapsed
+        remaining = max(0, self.total - self.done)
+        return {"phase": self.phase, "bytes_done": self.done, "bytes_total_estimate": self.total,
+                "fraction": round(self.fraction(), 4), "rate_bytes_per_s": int(rate),
+                "eta_s": int(remaining / rate) if rate > 0 else None, "disk": self.disk,
+                "node": self.node[0], "nodes": self.node[1], "node_name": self.node[2],
+                "elapsed_s": round(elapsed, 1), "updated": time.time()}
+
+    def publish(self, force=False):
+        now = self.clock()
+        if self.path and (force or now - self.last_file >= FILE_INTERVAL):
+            self.last_file = now
+            write_json_atomically(self.path, self.state())
+        if self.tasks and (force or now - self.last_task >= TASK_INTERVAL):
+            self.last_task = now
+            for conn, task in self.tasks:
+                try:
+                    conn.call("task.set_progress", task, self.fraction())
+                except XapiFailure:
+                    pass
+
+    def finish(self, ok=True):
+        self.phase = "done" if ok else "failed"
+        if ok:
+            self.done = max(self.done, self.total)
+        if self.path:
+            write_json_atomically(self.path, dict(self.state(), fraction=1.0 if ok else self.fraction()))
+        for conn, task in self.tasks:
+            try:
+                conn.call("task.set_status", task, "success" if ok else "failure")
+                conn.call("task.destroy", task)
+            except XapiFailure:
+                pass
+        self.tasks = []
+
+
+def write_json_atomically(path, data):
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
