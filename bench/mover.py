@@ -1,0 +1,50 @@
+"""The process that moves data in a benchmark: one ``migrate.migrate`` call, as the vm_migrate
+module makes it, in a process of its own so that its peak memory is its own.
+
+Reads a JSON spec on stdin (credentials stay out of the process list):
+``{"source": <pools.json entry>, "destination": <entry>, "vm": uuid, "use_cbt": bool,
+"verify": bool}``; prints one JSON line: the result's byte counts and timings plus
+``peak_rss_kib`` (VmHWM of this process, read at its end).
+"""
+
+import json
+import os
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests", "unit"))
+import conftest  # noqa: E402,F401  (puts build/collections on sys.path, as the unit tests do)
+
+from ansible_collections.xapi.sxm.plugins.module_utils import migrate, xapi  # noqa: E402
+
+
+def connection(entry):
+    return xapi.Connection(entry["url"], entry["username"], entry["password"], ca_path=entry["ca_file"])
+
+
+def peak_rss_kib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return None
+
+
+def main():
+    spec = json.load(sys.stdin)
+    started = time.monotonic()
+    with connection(spec["source"]) as src, connection(spec["destination"]) as dst:
+        options = migrate.Options(spec["vm"], use_cbt=spec.get("use_cbt", True),
+                                  verify=spec.get("verify", False))
+        result = migrate.migrate(src, dst, options)
+    out = {key: result.get(key) for key in ("bytes_read", "bytes_written", "walk_minimum_bytes",
+                                           "edge_minimum_bytes", "timings", "message")}
+    out["wall_s"] = round(time.monotonic() - started, 3)
+    out["peak_rss_kib"] = peak_rss_kib()
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

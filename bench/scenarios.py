@@ -1,0 +1,225 @@
+"""The five benchmarks of issue #4. Each takes started pools (``harness.Pools``) and returns a
+dict of figures; ``run.py`` puts them in results.json."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+import harness as h
+from harness import GiB, MiB, BLOCK, log, median
+from xapisim import scenario
+
+REPEATS = 3
+
+
+def timed(fn, repeats):
+    values = [fn() for dummy in range(repeats)]
+    return median(values), [round(v, 3) for v in values]
+
+
+# ---- 1. full copy ----------------------------------------------------------------------------
+
+def full_copy(pools, workdir, size=4 * GiB, repeats=REPEATS, our_repeats=2):
+    """A 4 GiB disk, 50 % allocated with random data (4 MiB stripes every 8 MiB): our mirror's
+    data time against the pipeline's limit, max(nbdcopy to null:, curl chunked upload), over
+    plaintext and TLS NBD. The upload is HTTPS in both modes (XAPI's import handler), so the
+    curl figure is shared."""
+    vm, vdi, uuid = h.vm_with_disk(pools, "bench-full-copy", size,
+                                   h.striped_extents(size, 0.5, 4 * MiB), seed=1)
+    body = os.path.join(workdir, "full-copy.body")
+    payload = h.write_chunked_body(pools.disk_path(pools.src, uuid), body)
+    log("full copy: disk ready, %d bytes allocated" % payload)
+    curl_s, curl_runs = timed(lambda: h.time_curl(pools, body, size), repeats)
+    os.unlink(body)
+    out = {"disk_bytes": size, "allocated_bytes": payload, "curl_s": round(curl_s, 3),
+           "curl_runs": curl_runs}
+    for mode, tls in (("plain", False), ("tls", True)):
+        pools.set_source_tls(tls)
+        nbdcopy_s, nbdcopy_runs = timed(lambda: h.time_nbdcopy(pools, vdi, workdir), repeats)
+        # our runs cost 4 GiB of reading each: fewer of them (median of two = their mean)
+        ours = [h.migrate_once(pools, vm) for dummy in range(min(repeats, our_repeats))]
+        ours_s = median([r["timings"]["data_s"] for r in ours])
+        limit = max(nbdcopy_s, curl_s)
+        out.update({
+            "nbdcopy_s_" + mode: round(nbdcopy_s, 3), "nbdcopy_runs_" + mode: nbdcopy_runs,
+            "ours_s_" + mode: ours_s, "ours_runs_" + mode: [r["timings"]["data_s"] for r in ours],
+            "limit_s_" + mode: round(limit, 3), "ratio_" + mode: round(ours_s / limit, 3),
+            "ours_mib_s_" + mode: round(size / MiB / ours_s, 1),
+            "limit_mib_s_" + mode: round(size / MiB / limit, 1),
+            "bytes_read_" + mode: ours[0]["bytes_read"], "bytes_written_" + mode: ours[0]["bytes_written"],
+        })
+        log("full copy %s: ours %.2fs, nbdcopy %.2fs, curl %.2fs" % (mode, ours_s, nbdcopy_s, curl_s))
+    pools.set_source_tls(True)
+    return out
+
+
+# ---- 2. sparse disk --------------------------------------------------------------------------
+
+def sparse_disk(pools, workdir, size=16 * GiB, repeats=REPEATS):
+    """A 16 GiB disk with 2 % allocated (1 MiB every 50 MiB) on ``pools`` (with or without
+    block status), TLS NBD as XAPI's default. Returns our data time and the time the allocated
+    bytes alone take: max(curl uploading just them, nbdcopy reading the export, which skips
+    holes only when the server offers block status)."""
+    vm, vdi, uuid = h.vm_with_disk(pools, "bench-sparse", size,
+                                   h.striped_extents(size, 0.02, 1 * MiB), seed=2)
+    body = os.path.join(workdir, "sparse.body")
+    payload = h.write_chunked_body(pools.disk_path(pools.src, uuid), body)
+    curl_s, curl_runs = timed(lambda: h.time_curl(pools, body, size), repeats)
+    os.unlink(body)
+    nbdcopy_s, nbdcopy_runs = timed(lambda: h.time_nbdcopy(pools, vdi, workdir),
+                                    repeats if pools.block_status else 1)
+    ours = [h.migrate_once(pools, vm) for dummy in range(repeats if pools.block_status else 1)]
+    ours_s = median([r["timings"]["data_s"] for r in ours])
+    log("sparse (block status %s): ours %.2fs, nbdcopy %.2fs, curl %.2fs"
+        % (pools.block_status, ours_s, nbdcopy_s, curl_s))
+    return {"disk_bytes": size, "allocated_bytes": payload, "curl_s": round(curl_s, 3),
+            "curl_runs": curl_runs, "nbdcopy_s": round(nbdcopy_s, 3), "nbdcopy_runs": nbdcopy_runs,
+            "ours_s": ours_s, "ours_runs": [r["timings"]["data_s"] for r in ours],
+            "bytes_read": ours[0]["bytes_read"], "bytes_written": ours[0]["bytes_written"]}
+
+
+def sparse_summary(with_bs, without_bs):
+    """Both modes against one baseline: the allocated bytes alone, measured on the pools that
+    offer block status (there nbdcopy reads only them)."""
+    alone = max(with_bs["curl_s"], with_bs["nbdcopy_s"])
+    return {"allocated_alone_s": round(alone, 3),
+            "ratio_with_block_status": round(with_bs["ours_s"] / alone, 3),
+            "ratio_without_block_status": round(without_bs["ours_s"] / alone, 3),
+            "with_block_status": with_bs, "without_block_status": without_bs}
+
+
+# ---- 3. snapshot chain and tree --------------------------------------------------------------
+
+CHAIN_STEPS = [s for i in range(1, 9) for s in (("write", i), ("snap", "s%d" % i))] + [("write", 9)]
+
+# s1 - s2 - s3 (abandoned)
+#       `- s4 - s5 (abandoned)
+#           `- s6 (abandoned)
+#  `- s7 - s8 - VM
+TREE_STEPS = [("write", 1), ("snap", "s1"), ("write", 2), ("snap", "s2"), ("write", 3), ("snap", "s3"),
+              ("revert", "s2"), ("write", 4), ("snap", "s4"), ("write", 5), ("snap", "s5"),
+              ("revert", "s4"), ("write", 6), ("snap", "s6"),
+              ("revert", "s1"), ("write", 7), ("snap", "s7"), ("write", 8), ("snap", "s8"),
+              ("write", 9)]
+
+
+def changed_blocks_write(pools, x, vdi, size, fraction, rng):
+    """Rewrite ``fraction`` of the disk's 64 KiB blocks (chosen at random) with random data,
+    through /import_raw_vdi so that CBT records it."""
+    nblocks = size // BLOCK
+    blocks = sorted(rng.sample(range(nblocks), int(nblocks * fraction)))
+    writes = [(b * BLOCK, rng.randbytes(BLOCK)) for b in blocks]
+    scenario.write_disk(pools.src, x, vdi, writes)
+
+
+def build_snapshots(pools, name, steps, size, fraction, seed):
+    """A VM with one fully allocated disk of ``size`` (random data, CBT enabled before the
+    first snapshot), then ``steps``: ("write", n) changes ``fraction`` of it, ("snap", label),
+    ("revert", label)."""
+    x = pools.xsrc
+    vm_uuid, vdi, uuid = h.vm_with_disk(pools, name, size, [(0, size)], seed=seed, cbt=True)
+    vm = x.xenapi.VM.get_by_uuid(vm_uuid)
+    rng = random.Random(seed)
+    snaps = {}
+    for kind, arg in steps:
+        if kind == "write":
+            changed_blocks_write(pools, x, scenario.disks(x, vm)["0"], size, fraction, rng)
+        elif kind == "snap":
+            snaps[arg] = x.xenapi.VM.snapshot(vm, arg)
+        elif kind == "revert":
+            x.xenapi.VM.revert(snaps[arg])
+    return vm_uuid
+
+
+def amplification(r):
+    minimum = max(1, r["walk_minimum_bytes"])
+    return {"bytes_read": r["bytes_read"], "bytes_written": r["bytes_written"],
+            "walk_minimum_bytes": r["walk_minimum_bytes"], "edge_minimum_bytes": r["edge_minimum_bytes"],
+            "data_s": r["timings"]["data_s"],
+            "read_amplification": round(r["bytes_read"] / minimum, 3),
+            "write_amplification": round(r["bytes_written"] / minimum, 3)}
+
+
+def snapshot_trees(pools, size=2 * GiB, fraction=0.05):
+    """A chain of 8 snapshots and a tree of 8 with 3 reverted branches, each snapshot (and the
+    VM after the last) changing 5 % of a 2 GiB disk; each migrated with CBT and by content."""
+    out = {}
+    for name, steps, seed in (("chain", CHAIN_STEPS, 3), ("tree", TREE_STEPS, 4)):
+        vm = build_snapshots(pools, "bench-" + name, steps, size, fraction, seed)
+        log("%s: built" % name)
+        figures = {"disk_bytes": size, "changed_fraction": fraction}
+        for mode, use_cbt in (("cbt", True), ("content", False)):
+            # bytes do not depend on TLS: content mode reads every node whole (~20 GiB), so it
+            # runs over plaintext NBD to keep `make bench` short
+            pools.set_source_tls(use_cbt)
+            a = amplification(h.migrate_once(pools, vm, use_cbt=use_cbt))
+            a["nbd"] = "tls" if use_cbt else "plain"
+            figures[mode] = a
+            figures["write_amplification_" + mode] = a["write_amplification"]
+            figures["read_amplification_" + mode] = a["read_amplification"]
+            log("%s %s: %s" % (name, mode, a))
+        pools.set_source_tls(True)
+        out[name] = figures
+    return out
+
+
+# ---- 4. peak memory --------------------------------------------------------------------------
+
+def peak_memory(pools, sizes=(("1g", 1 * GiB), ("8g", 8 * GiB)), fraction=0.25):
+    """Peak RSS (VmHWM) of the process running migrate.migrate, for disks of 1 and 8 GiB with
+    25 % allocated (4 MiB stripes), over TLS NBD."""
+    out = {}
+    for label, size in sizes:
+        vm, vdi, uuid = h.vm_with_disk(pools, "bench-memory-%d" % size, size,
+                                       h.striped_extents(size, fraction, 4 * MiB), seed=5)
+        r = h.migrate_once(pools, vm)
+        out["peak_rss_mib_" + label] = round(r["peak_rss_kib"] / 1024, 1)
+        out["data_s_" + label] = r["timings"]["data_s"]
+        x = pools.xsrc
+        vm_ref = x.xenapi.VM.get_by_uuid(vm)
+        x.xenapi.VM.destroy(vm_ref)
+        x.xenapi.VDI.destroy(vdi)  # frees the backing file
+        log("memory %s: %s MiB" % (label, out["peak_rss_mib_" + label]))
+    return out
+
+
+# ---- 5. ansible overhead ---------------------------------------------------------------------
+
+def ansible_overhead(pools, workdir, snapshots=10):
+    """Wall time of the migrate_vm role (ansible-playbook playbooks/migrate_vm.yml) minus the
+    data time its report gives, for a VM with 10 small snapshots (one 16 MiB disk)."""
+    x = pools.xsrc
+    steps = [s for i in range(snapshots) for s in (("write", "w%d" % i), ("snap", "s%d" % i))]
+    vm, dummy = scenario.build_tree(pools.src, x, "bench-overhead", [16 * MiB], steps)
+    vm_uuid = x.xenapi.VM.get_uuid(vm)
+    h.clear_destination(pools, vm_uuid)
+    reports = os.path.join(workdir, "reports")
+
+    def pool_vars(p):
+        return {"url": p["url"], "username": p["username"], "password": p["password"],
+                "validate_certs": True, "ca_path": p["ca_file"]}
+    extra = {"sxm_source": pool_vars(pools.src), "sxm_destination": pool_vars(pools.dst),
+             "sxm_vm": vm_uuid, "sxm_report_dir": reports}
+    fd, vars_file = tempfile.mkstemp(suffix=".json", dir=workdir)
+    with os.fdopen(fd, "w") as f:
+        json.dump(extra, f)
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(h.REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+           os.path.join(h.REPO, "playbooks", "migrate_vm.yml"), "-e", "@" + vars_file]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, cwd=h.REPO, env=env, capture_output=True, text=True)
+    wall = time.monotonic() - started
+    os.unlink(vars_file)
+    if proc.returncode != 0:
+        raise RuntimeError("ansible-playbook failed:\n%s" % (proc.stdout + proc.stderr)[-4000:])
+    with open(os.path.join(reports, "sxm-%s.json" % vm_uuid)) as f:
+        report = json.load(f)
+    timings = report["timings"]
+    log("ansible: wall %.2fs, timings %s" % (wall, timings))
+    return {"snapshots": snapshots, "role_wall_s": round(wall, 3), "timings": timings,
+            "ansible_s": round(wall - timings["data_s"], 3),
+            "ansible_s_without_verify": round(wall - timings["data_s"] - timings.get("verify_s", 0), 3)}
