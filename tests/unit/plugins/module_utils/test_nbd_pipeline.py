@@ -78,7 +78,7 @@ def test_pipelined_reads_return_every_byte_in_place(pattern_export):
 def test_rate_limiter_holds_the_rate():
     limiter = datapath.RateLimiter(4 * 1024 * 1024)
     start = time.monotonic()
-    for _ in range(12):
+    for dummy in range(12):
         limiter.consume(1024 * 1024)
     elapsed = time.monotonic() - start
     # 12 MiB at 4 MiB/s, with at most one second of burst: between 2 and 3 seconds
