@@ -3,7 +3,6 @@ run, sessions of the real XenAPI client over verified HTTPS."""
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -13,12 +12,7 @@ if TESTS_DIR not in sys.path:
     sys.path.insert(0, TESTS_DIR)
 
 from xapisim import client  # noqa: E402
-
-
-def xapisim(*args):
-    env = dict(os.environ, PYTHONPATH=TESTS_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "xapisim"] + list(args), env=env,
-                          check=True, capture_output=True, text=True)
+from xapisim.testing import xapisim  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -117,8 +117,8 @@ class RateLimiter:
     def consume(self, nbytes):
         with self.lock:
             now = time.monotonic()
-            # at most one second of burst
-            start = max(self.next_free, now - 1.0)
+            # a short burst at most, so that any 10 s window holds the rate within a few percent
+            start = max(self.next_free, now - 0.2)
             self.next_free = start + nbytes / self.rate
             wait = self.next_free - now
         if wait > 0:
@@ -136,6 +136,10 @@ class NbdSource:
                                 "package python3-libnbd (not the PyPI project 'nbd')")
         self.record = record
         self.tls = tls
+        if limiter is not None:
+            # requests are paid for before they are sent: keep about half a second's worth in
+            # flight, so a limited job does not stall while a large pipeline fills
+            in_flight = max(1, min(in_flight, int(limiter.rate * 0.5) // request_size))
         self.in_flight = in_flight
         self.request_size = request_size
         self.limiter = limiter
@@ -232,6 +236,8 @@ class NbdSource:
                 outstanding -= 1
             if exhausted and outstanding == 0:
                 return
+            if free and not exhausted:
+                continue   # never wait with a free slot and work left: nothing may be in flight
             try:
                 h.poll(-1)
             except nbd.Error as e:

@@ -97,11 +97,12 @@ class DiskMirror:
         w_ref = working[0] if working else self._create_working(walk, leaf)
         w_rec = self.dst.call("VDI.get_record", w_ref)
         self.result.working_vdi, self.result.working_uuid = w_ref, w_rec["uuid"]
+        steps = len(walk) + (1 if leaf is not None and sync_leaf else 0)
         previous = None            # (node, disk, digests) W holds, or None when W is blank
         digests_by_node = {}       # node uuid -> digests, kept while children may need them
         for index, node in enumerate(walk):
             disk = node.disks[self.userdevice]
-            self.progress.set_node(self.userdevice, index + 1, len(walk), node.name_label)
+            self.progress.set_node(self.userdevice, index + 1, steps, node.name_label)
             if disk.uuid in done:
                 self.result.pairs[disk.uuid] = done[disk.uuid][1]["uuid"]
                 self.result.nodes_skipped += 1
@@ -117,6 +118,7 @@ class DiskMirror:
             self.result.changed = True
             previous = (node, disk, digests)
         if sync_leaf and leaf is not None:
+            self.progress.set_node(self.userdevice, steps, steps, "%s (the VM's disk)" % self.tree.vm.name_label)
             self._sync_leaf(w_ref, w_rec, leaf, previous, digests_by_node)
         if leaf is not None:
             self.result.pairs[leaf.uuid] = w_rec["uuid"]

@@ -7,7 +7,7 @@ import threading
 
 from xapisim import client, scenario
 
-from conftest import xapisim
+from xapisim.testing import xapisim
 
 MiB = 1 << 20
 

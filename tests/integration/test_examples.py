@@ -10,7 +10,7 @@ from ansible.plugins.loader import module_loader  # noqa: F401 - ansible is impo
 
 from xapisim import scenario
 
-from conftest import REPO, pool_vars, run_playbook
+from harness import REPO, pool_vars, run_playbook
 
 MiB = 1 << 20
 

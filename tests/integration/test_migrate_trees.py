@@ -8,7 +8,7 @@ import pytest
 from xapisim import scenario
 
 from checks import assert_migrated, assert_nothing_left_behind, independent_walk_minimum, inventory
-from conftest import record_amplification
+from harness import record_amplification
 
 MiB = 1 << 20
 CHAIN_OF_5 = [("write", "w0")] + [s for i in range(1, 6) for s in (("snap", "s%d" % i), ("write", "w%d" % i))]

@@ -1,9 +1,22 @@
 """Small helpers shared by the conformance tests."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import XenAPI
 
 from . import client
+
+TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def xapisim(*args):
+    """Run the simulator's command line (up, down, fault) and wait for it."""
+    env = dict(os.environ, PYTHONPATH=TESTS_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "xapisim"] + list(args), env=env,
+                          check=True, capture_output=True, text=True)
 
 
 def error_of(call, *args):

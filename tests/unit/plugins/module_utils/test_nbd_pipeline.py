@@ -57,10 +57,12 @@ class Collect:
         pass
 
 
-def test_pipelined_reads_return_every_byte_in_place(pattern_export):
+@pytest.mark.parametrize("in_flight", [1, 4])
+def test_pipelined_reads_return_every_byte_in_place(pattern_export, in_flight):
+    """One request in flight must work as well as several (a limited job runs with one)."""
     record, path, block_status = pattern_export
     expected = path.read_bytes()
-    with datapath.NbdSource(record, tls=False, in_flight=4, request_size=256 * 1024) as source:
+    with datapath.NbdSource(record, tls=False, in_flight=in_flight, request_size=256 * 1024) as source:
         assert source.size() == SIZE
         writer = Collect()
         digests, read = datapath.copy_node(source, SIZE, writer)
@@ -81,5 +83,5 @@ def test_rate_limiter_holds_the_rate():
     for dummy in range(12):
         limiter.consume(1024 * 1024)
     elapsed = time.monotonic() - start
-    # 12 MiB at 4 MiB/s, with at most one second of burst: between 2 and 3 seconds
-    assert 1.9 <= elapsed <= 3.5, elapsed
+    # 12 MiB at 4 MiB/s, with a burst of 0.2 s at most: about 2.8 s
+    assert 2.7 <= elapsed <= 3.5, elapsed
