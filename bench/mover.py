@@ -9,6 +9,7 @@ Reads a JSON spec on stdin (credentials stay out of the process list):
 
 import json
 import os
+import resource
 import sys
 import time
 
@@ -42,6 +43,8 @@ def main():
                                            "edge_minimum_bytes", "timings", "message")}
     out["wall_s"] = round(time.monotonic() - started, 3)
     out["peak_rss_kib"] = peak_rss_kib()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 3)   # this process, all its threads
     print(json.dumps(out))
     return 0
 

@@ -24,9 +24,21 @@ DOC = os.path.join(h.REPO, "docs", "performance.md")
 ALL = ("full_copy", "sparse", "trees", "memory", "overhead")
 
 
+def commit():
+    """The commit measured (with "+changes" when the working tree differs from it)."""
+    import subprocess
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=h.REPO, capture_output=True,
+                          text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=h.REPO,
+                           capture_output=True, text=True).stdout.strip()
+    return head + ("+changes" if dirty else "")
+
+
 def run(only, scale, repeats):
     results = {"machine": h.machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "scale": scale, "repeats": repeats}
+               "scale": scale, "repeats": repeats,
+               # other work on the machine slows every figure: say how busy it was
+               "load_average_at_start": list(os.getloadavg()), "commit": commit()}
     t0 = time.monotonic()
     sparse_with = None
     if "sparse" in only:
@@ -47,6 +59,7 @@ def run(only, scale, repeats):
         if "overhead" in only:
             results["overhead"] = s.ansible_overhead(pools, WORKDIR)
     results["bench_wall_s"] = round(time.monotonic() - t0, 1)
+    results["load_average_at_end"] = list(os.getloadavg())
     results["thresholds"] = report.thresholds(results)
     return results
 
