@@ -36,7 +36,8 @@ REQUEST_SIZE = 1 << 20            # bytes per NBD read request
 IN_FLIGHT = 16                    # NBD read requests outstanding per connection
 BATCH_LIMIT = 32 << 20            # bytes of block data per import request (bounded memory)
 ZERO_BLOCK = bytes(BLOCK)
-ZERO_DIGEST = hashlib.blake2b(ZERO_BLOCK, digest_size=16).digest()
+# sha256 (OpenSSL, with the CPU's SHA instructions) measured 5x faster than blake2b here
+ZERO_DIGEST = hashlib.sha256(ZERO_BLOCK).digest()[:16]
 
 
 class DataPathError(Exception):
@@ -44,10 +45,12 @@ class DataPathError(Exception):
 
 
 def block_digest(data):
-    """A block's digest; every all-zero block (a short last one too) gets ZERO_DIGEST."""
-    if data == ZERO_BLOCK[:len(data)]:
+    """A block's digest; every all-zero block (a short last one too) gets ZERO_DIGEST.
+    A full block is hashed only: comparing a memoryview with bytes is done element by
+    element in Python and cost more than the hash; a full zero block hashes to ZERO_DIGEST."""
+    if len(data) != BLOCK and bytes(data) == ZERO_BLOCK[:len(data)]:
         return ZERO_DIGEST
-    return hashlib.blake2b(data, digest_size=16).digest()
+    return hashlib.sha256(data).digest()[:16]
 
 
 def changed_blocks_from_bitmap(bitmap_b64, nblocks):
@@ -295,7 +298,7 @@ def merge_extents(blocks_with_data):
             out[-1][1].extend(data)
         else:
             out.append((offset, bytearray(data)))
-    return [(o, bytes(d)) for o, d in out]
+    return out   # bytearrays: the HTTP client sends any bytes-like object
 
 
 def import_extents(conn, vdi_uuid, extents):

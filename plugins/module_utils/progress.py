@@ -11,6 +11,7 @@ __metaclass__ = type
 
 import json
 import os
+import threading
 import time
 
 from ansible_collections.xapi.sxm.plugins.module_utils.xapi import XapiFailure
@@ -34,7 +35,9 @@ class Progress:
         self.disk = ""
         self.phase = "starting"
         self.tasks = []
-        self.last_task = self.last_file = 0.0
+        self.last_file = 0.0
+        self.stop = threading.Event()
+        self.updater = None
 
     def start(self):
         for conn in self.conns:
@@ -44,7 +47,24 @@ class Progress:
             except XapiFailure:
                 pass  # progress is a courtesy; the migration does not depend on it
         self.publish(force=True)
+        if self.tasks:
+            # a thread of its own: a busy pool answers slowly, and data must not wait for it
+            self.updater = threading.Thread(target=self._update_tasks, daemon=True)
+            self.updater.start()
         return self
+
+    def _update_tasks(self):
+        last = None
+        while not self.stop.wait(TASK_INTERVAL):
+            value = self.fraction()
+            if value == last:
+                continue
+            last = value
+            for conn, task in self.tasks:
+                try:
+                    conn.call("task.set_progress", task, value)
+                except XapiFailure:
+                    pass
 
     def set_node(self, disk, index, count, name):
         self.disk, self.node, self.phase = disk, (index, count, name), "mirror"
@@ -76,15 +96,11 @@ class Progress:
         if self.path and (force or now - self.last_file >= FILE_INTERVAL):
             self.last_file = now
             write_json_atomically(self.path, self.state())
-        if self.tasks and (force or now - self.last_task >= TASK_INTERVAL):
-            self.last_task = now
-            for conn, task in self.tasks:
-                try:
-                    conn.call("task.set_progress", task, self.fraction())
-                except XapiFailure:
-                    pass
 
     def finish(self, ok=True):
+        self.stop.set()
+        if self.updater is not None:
+            self.updater.join()
         self.phase = "done" if ok else "failed"
         if ok:
             self.done = max(self.done, self.total)
