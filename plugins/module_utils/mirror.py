@@ -100,6 +100,11 @@ class DiskMirror:
         steps = len(walk) + (1 if leaf is not None and sync_leaf else 0)
         previous = None            # (node, disk, digests) W holds, or None when W is blank
         digests_by_node = {}       # node uuid -> digests, kept while children may need them
+        last_use = {}              # node uuid -> index of its last child in the walk (leaf: len)
+        for index, node in enumerate(walk + [self.tree.vm]):
+            parent = self._disk_parent(node)
+            if parent is not None:
+                last_use[parent.uuid] = index
         for index, node in enumerate(walk):
             disk = node.disks[self.userdevice]
             self.progress.set_node(self.userdevice, index + 1, steps, node.name_label)
@@ -112,6 +117,8 @@ class DiskMirror:
             digests = self._bring_working_to(w_rec, disk, previous, prev_digests)
             self._account(node, disk, prev_digests, digests, digests_by_node)
             digests_by_node[node.uuid] = digests
+            for uuid in [u for u in digests_by_node if last_use.get(u, -1) <= index]:
+                del digests_by_node[uuid]   # bounded memory: no later node compares with it
             dest = self._snapshot_working(w_ref, disk)
             self.result.pairs[disk.uuid] = dest
             self.result.nodes_done += 1
@@ -213,13 +220,18 @@ class DiskMirror:
             self.result.walk_minimum += first
         else:
             self.result.walk_minimum += count_differences(prev_digests, digests) * block
-        parent = node.parent
-        while parent is not None and self.userdevice not in parent.disks:
-            parent = parent.parent
+        parent = self._disk_parent(node)
         if parent is None or parent.uuid not in digests_by_node:
             self.result.edge_minimum += sum(1 for d in digests if d != datapath.ZERO_DIGEST) * block
         else:
             self.result.edge_minimum += count_differences(digests_by_node[parent.uuid], digests) * block
+
+    def _disk_parent(self, node):
+        """The nearest ancestor that holds this disk (nodes without it are transparent)."""
+        parent = node.parent
+        while parent is not None and self.userdevice not in parent.disks:
+            parent = parent.parent
+        return parent
 
     def _snapshot_working(self, w_ref, disk):
         snap = self.dst.call("VDI.snapshot", w_ref, {})
