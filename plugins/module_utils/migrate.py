@@ -30,7 +30,7 @@ class MigrationError(Exception):
 class Options:
     def __init__(self, vm, sr_map=None, default_sr=None, network_map=None, mode="auto",
                  source_disposition="keep", use_cbt=True, verify=True, bandwidth_limit=None,
-                 progress_file=None):
+                 progress_file=None, nbd_connections=datapath.NBD_CONNECTIONS):
         self.vm = vm
         self.sr_map = dict(sr_map or {})
         self.default_sr = default_sr
@@ -41,6 +41,11 @@ class Options:
         self.verify = verify
         self.bandwidth_limit = bandwidth_limit
         self.progress_file = progress_file
+        if not 1 <= nbd_connections <= datapath.NBD_CONNECTIONS_MAX:
+            raise MigrationError("nbd_connections must be between 1 and %d (XAPI serves %d NBD "
+                                 "connections per host)" % (datapath.NBD_CONNECTIONS_MAX,
+                                                            datapath.NBD_CONNECTIONS_MAX))
+        self.nbd_connections = nbd_connections
 
 
 # ---- preflight --------------------------------------------------------------------------------
@@ -190,7 +195,7 @@ def copy_and_cut_over(src, dst, options, the_plan, result, progress):
     for disk in the_plan["disks"]:
         m = mirror.DiskMirror(src, dst, tree, disk["userdevice"], disk["destination_sr_ref"], job,
                               tls=the_plan["tls"], use_cbt=options.use_cbt, progress=progress,
-                              limiter=limiter)
+                              limiter=limiter, connections=options.nbd_connections)
         r = m.run()
         pairs.update(r.pairs)
         result["disks"].append(r.to_dict())

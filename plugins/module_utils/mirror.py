@@ -75,7 +75,7 @@ class DiskMirror:
     ``dst``. ``tls``: whether the source NBD network requires TLS."""
 
     def __init__(self, src, dst, tree, userdevice, dst_sr, job, tls=True, use_cbt=True,
-                 progress=None, limiter=None):
+                 progress=None, limiter=None, connections=datapath.NBD_CONNECTIONS):
         self.src, self.dst, self.tree = src, dst, tree
         self.userdevice = userdevice
         self.dst_sr = dst_sr
@@ -84,7 +84,9 @@ class DiskMirror:
         self.use_cbt = use_cbt
         self.progress = progress or Progress([], "", 1)
         self.limiter = limiter
+        self.connections = connections
         self.result = DiskResult(userdevice)
+        self.frames = datapath.FramePool()    # write buffers, reused from node to node
 
     # ---- the walk -------------------------------------------------------------------------
     def run(self, sync_leaf=True):
@@ -114,7 +116,7 @@ class DiskMirror:
                 previous = (node, disk, None)
                 continue
             prev_digests = self._digests_of(previous)
-            digests = self._bring_working_to(w_rec, disk, previous, prev_digests)
+            digests, dummy = self._bring_working_to(w_rec, disk, previous, prev_digests)
             self._account(node, disk, prev_digests, digests, digests_by_node)
             digests_by_node[node.uuid] = digests
             for uuid in [u for u in digests_by_node if last_use.get(u, -1) <= index]:
@@ -127,6 +129,7 @@ class DiskMirror:
         if sync_leaf and leaf is not None:
             self.progress.set_node(self.userdevice, steps, steps, "%s (the VM's disk)" % self.tree.vm.name_label)
             self._sync_leaf(w_ref, w_rec, leaf, previous, digests_by_node)
+        self.frames.close()
         if leaf is not None:
             self.result.pairs[leaf.uuid] = w_rec["uuid"]
         return self.result
@@ -158,20 +161,24 @@ class DiskMirror:
 
     def _source(self, disk):
         records = self.src.call("VDI.get_nbd_info", disk.vdi_ref)
-        return datapath.NbdSource(datapath.pick_nbd_record(records), tls=self.tls, limiter=self.limiter)
+        return datapath.NbdSource(datapath.pick_nbd_record(records), tls=self.tls, limiter=self.limiter,
+                                  connections=self.connections)
 
-    def _bring_working_to(self, w_rec, disk, previous, prev_digests):
+    def _bring_working_to(self, w_rec, disk, previous, prev_digests, want_digests=True):
+        """Write into W what differs between the node it holds and ``disk``. Returns the
+        digests of ``disk`` (None when not wanted and W was blank) and the blocks written."""
         if int(w_rec["virtual_size"]) != disk.virtual_size:
             self.dst.call("VDI.resize", self.result.working_vdi, str(disk.virtual_size))
             w_rec["virtual_size"] = str(disk.virtual_size)
         candidates = self._cbt_candidates(previous, disk) if prev_digests is not None else None
-        writer = datapath.BatchWriter(self.dst, w_rec["uuid"])
+        writer = datapath.BatchWriter(self.dst, w_rec["uuid"], self.frames)
         with self._source(disk) as source:
             digests, read = datapath.copy_node(source, disk.virtual_size, writer, prev_digests,
-                                               candidates, progress=self.progress.add)
+                                               candidates, progress=self.progress.add,
+                                               want_digests=want_digests)
         self.result.bytes_read += read
         self.result.bytes_written += writer.written
-        return digests
+        return digests, writer.blocks
 
     def _cbt_candidates(self, previous, disk):
         """Blocks that may differ between the node W holds and ``disk``, from CBT: the union
@@ -248,8 +255,15 @@ class DiskMirror:
         if oc.get(MARK_STATE) == "synced":
             return
         prev_digests = self._digests_of(previous)
-        digests = self._bring_working_to(w_rec, leaf, previous, prev_digests)
-        self._account(self.tree.vm, leaf, prev_digests, digests, digests_by_node)
+        if prev_digests is None:
+            # a disk without snapshots: nothing compares with it, so its blocks are only
+            # tested for zeroes, and what was written is both minimums
+            dummy, blocks = self._bring_working_to(w_rec, leaf, previous, None, want_digests=False)
+            self.result.walk_minimum += blocks * datapath.BLOCK
+            self.result.edge_minimum += blocks * datapath.BLOCK
+        else:
+            digests, dummy = self._bring_working_to(w_rec, leaf, previous, prev_digests)
+            self._account(self.tree.vm, leaf, prev_digests, digests, digests_by_node)
         oc[MARK_STATE] = "synced"
         self.dst.call("VDI.set_other_config", w_ref, oc)
         self.result.changed = True

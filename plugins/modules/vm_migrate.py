@@ -132,6 +132,14 @@ options:
         connections. V(0) means no limit.
     type: int
     default: 0
+  nbd_connections:
+    description:
+      - NBD connections that read one disk at a time, when at least 256 MiB per connection
+        is to be read. More help when reading is the slower half (TLS on a host with spare
+        cores); where CPU is short they only add load. XAPI serves 16 per host, shared by all
+        the jobs reading from it.
+    type: int
+    default: 1
   progress_file:
     description:
       - If set, a JSON file rewritten about twice a second while data moves (bytes done, rate,
@@ -260,15 +268,19 @@ def main():
             report_dir=dict(type="path"),
             bandwidth_limit=dict(type="int", default=0),
             progress_file=dict(type="path"),
+            nbd_connections=dict(type="int", default=1),
         ),
         supports_check_mode=True,
     )
     p = module.params
-    options = Options(p["vm"], sr_map=p["sr_map"], default_sr=p["default_sr"],
-                      network_map=p["network_map"], mode=p["mode"],
-                      source_disposition=p["source_disposition"], use_cbt=p["use_cbt"],
-                      verify=p["verify"], bandwidth_limit=p["bandwidth_limit"] or None,
-                      progress_file=p["progress_file"])
+    try:
+        options = Options(p["vm"], sr_map=p["sr_map"], default_sr=p["default_sr"],
+                          network_map=p["network_map"], mode=p["mode"],
+                          source_disposition=p["source_disposition"], use_cbt=p["use_cbt"],
+                          verify=p["verify"], bandwidth_limit=p["bandwidth_limit"] or None,
+                          progress_file=p["progress_file"], nbd_connections=p["nbd_connections"])
+    except MigrationError as e:
+        module.fail_json(msg=str(e))
     src = connect(module, p["source"])
     dst = None
     try:

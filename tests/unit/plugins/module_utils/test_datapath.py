@@ -14,7 +14,7 @@ class MemorySource:
         self.data = bytes(data)
         self.reads = []
 
-    def read_many(self, requests, on_data):
+    def read_many(self, requests, on_data, total=None):
         for offset, length in requests:
             self.reads.append((offset, length))
             on_data(offset, memoryview(self.data)[offset:offset + length])
@@ -26,7 +26,8 @@ class RecordingWriter:
         self.written = 0
 
     def add(self, block, data):
-        self.blocks[block] = bytes(data)
+        for i in range(0, len(data), BLOCK):
+            self.blocks[block + i // BLOCK] = bytes(data[i:i + BLOCK])
         self.written += len(data)
 
     def flush(self):
@@ -47,10 +48,30 @@ def test_bitmap_block_zero_is_the_most_significant_bit():
     assert datapath.changed_blocks_from_bitmap(bitmap, 8) == [0, 7]
 
 
-def test_runs_and_merged_extents():
+def test_runs():
     assert datapath.runs([1, 2, 3, 7, 9, 10]) == [(1, 3), (7, 1), (9, 2)]
-    merged = datapath.merge_extents([(1, b"a" * BLOCK), (2, b"b" * BLOCK), (5, b"c" * BLOCK)])
-    assert [(o, len(d)) for o, d in merged] == [(BLOCK, 2 * BLOCK), (5 * BLOCK, BLOCK)]
+
+
+def test_frame_buffer_merges_adjacent_writes_into_one_frame():
+    buf = datapath.FrameBuffer(4 * BLOCK)
+    buf.append(BLOCK, b"a" * BLOCK)
+    buf.append(2 * BLOCK, b"b" * BLOCK)
+    buf.append(5 * BLOCK, b"c" * 10)
+    assert buf.room() == 4 * BLOCK - 2 * BLOCK - 10
+    assert bytes(buf.body()) == b"".join(datapath.chunked_frames(
+        [(BLOCK, b"a" * BLOCK + b"b" * BLOCK), (5 * BLOCK, b"c" * 10)]))
+    buf.clear()
+    buf.append(0, b"z")
+    assert bytes(buf.body()) == struct.pack("<QI", 0, 1) + b"z" + struct.pack("<QI", 0, 0)
+    buf.close()
+
+
+def test_zero_test_reads_every_byte():
+    data = bytearray(3 * datapath.REQUEST_SIZE)
+    assert datapath.is_zero(data) and datapath.is_zero(memoryview(data)[5:7])
+    data[-1] = 1
+    assert not datapath.is_zero(data)
+    assert datapath.block_digest(bytes(100)) == datapath.ZERO_DIGEST
 
 
 def test_chunked_frames_end_with_a_zero_header():
@@ -87,6 +108,16 @@ def test_cbt_candidates_limit_what_is_read():
     new_digests, read = datapath.copy_node(second, 8 * BLOCK, writer, digests, candidate_blocks=[3, 4])
     assert read == 2 * BLOCK and sorted(writer.blocks) == [3]
     assert new_digests[3] != digests[3] and new_digests[1] == digests[1]
+
+
+def test_first_node_without_digests_writes_the_same_blocks():
+    """A disk without snapshots is only tested for zeroes: same blocks, no digests."""
+    data = disk(8, {1: 7, 2: 7, 6: 9})
+    hashed, plain = RecordingWriter(), RecordingWriter()
+    datapath.copy_node(MemorySource(data), 8 * BLOCK, hashed)
+    digests, read = datapath.copy_node(MemorySource(data), 8 * BLOCK, plain, want_digests=False)
+    assert digests is None and read == 8 * BLOCK
+    assert plain.blocks == hashed.blocks and sorted(plain.blocks) == [1, 2, 6]
 
 
 def test_partial_last_block():

@@ -51,7 +51,8 @@ class Collect:
         self.written = 0
 
     def add(self, block, data):
-        self.blocks[block] = bytes(data)
+        for i in range(0, len(data), BLOCK):
+            self.blocks[block + i // BLOCK] = bytes(data[i:i + BLOCK])
 
     def flush(self):
         pass
@@ -75,6 +76,20 @@ def test_pipelined_reads_return_every_byte_in_place(pattern_export, in_flight):
     else:
         assert read == SIZE
     assert len(digests) == (SIZE + BLOCK - 1) // BLOCK
+
+
+def test_a_large_plan_is_read_over_several_connections(pattern_export):
+    record, path, block_status = pattern_export
+    expected = path.read_bytes()
+    with datapath.NbdSource(record, tls=False, request_size=256 * 1024, connections=3) as source:
+        source.multi_conn_bytes = 1024 * 1024
+        writer = Collect()
+        datapath.copy_node(source, SIZE, writer, want_digests=False)
+        assert len(source.extra) == 2
+    rebuilt = bytearray(SIZE)
+    for block, data in writer.blocks.items():
+        rebuilt[block * BLOCK:block * BLOCK + len(data)] = data
+    assert bytes(rebuilt) == expected
 
 
 def test_rate_limiter_holds_the_rate():
