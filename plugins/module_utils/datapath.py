@@ -17,7 +17,6 @@ import http.client as http_client
 import hashlib
 import mmap
 import os
-import queue
 import shutil
 import socket
 import struct
@@ -37,7 +36,7 @@ REQUEST_SIZE = 1 << 20            # bytes per NBD read request
 IN_FLIGHT = 16                    # NBD read requests outstanding, over all connections
 NBD_CONNECTIONS = 1               # per disk being read, unless the job asks for more
 NBD_CONNECTIONS_MAX = 16          # XAPI's xapi-nbd serves 16 connections per host
-MULTI_CONN_BYTES = 256 << 20      # a read plan this large per connection earns one more
+MULTI_CONN_BYTES = 256 << 20     # a read plan this large per connection earns one more
 BATCH_LIMIT = 64 << 20            # bytes of block data per import request (bounded memory)
 ZERO_BLOCK = bytes(BLOCK)
 ZERO_REQUEST = bytes(REQUEST_SIZE)
@@ -413,13 +412,12 @@ class FrameBuffer:
 
 
 class FramePool:
-    """The frame buffers of one disk's writes, reused from node to node: one being filled
-    while the other is sent. Each request costs a task and a connection (~16 ms on an idle
-    pool), so batches are large: 64 MiB twice moved a full copy 10-20 % faster than 32 MiB
-    three times, in less memory (bench/, 2026-11-26)."""
+    """The two frame buffers of one disk's writes, reused from node to node. Each request
+    costs a task and a connection (~16 ms on an idle pool), so a batch may grow large: with
+    64 MiB buffers a full copy ran 10-20 % faster than with 32 MiB ones (bench/, 2026-11-26)."""
 
-    def __init__(self, capacity=BATCH_LIMIT, count=2):
-        self.capacity, self.count = capacity, count
+    def __init__(self, capacity=BATCH_LIMIT):
+        self.capacity = capacity
         self.buffers = []
 
     def take(self, count):
@@ -456,8 +454,12 @@ def import_body(conn, vdi_uuid, body, data_bytes):
 
 
 class BatchWriter:
-    """Takes the blocks that must travel and sends them, in import requests of bounded size,
-    from a background thread, so that reading the next batch overlaps writing this one.
+    """Takes the blocks that must travel and sends them in import requests from a background
+    thread, so that reading overlaps writing. Two buffers: the reader fills one while the
+    other is sent, and as soon as a request is done the writer takes whatever the reader has
+    gathered meanwhile. Batches so size themselves: small while the destination keeps up
+    (the pipeline fills and drains quickly), up to a whole buffer when it is the slower half
+    (fewer requests, each of which costs a task and a connection).
     Requests go one after another: XAPI attaches the VDI read-write for each import, and a
     VDI is attached read-write only once at a time."""
 
@@ -466,12 +468,11 @@ class BatchWriter:
         self.vdi_uuid = vdi_uuid
         self.own_pool = pool is None
         self.pool = pool or FramePool()
-        self.free = queue.Queue()
-        for buf in self.pool.take(self.pool.count):
-            buf.clear()
-            self.free.put(buf)
-        self.current = None
-        self.full = queue.Queue()
+        self.filling, self.spare = self.pool.take(2)
+        self.filling.clear()
+        self.spare.clear()
+        self.ready = threading.Condition()
+        self.finishing = False
         self.written = 0              # data bytes the destination confirmed
         self.blocks = 0               # 64 KiB blocks handed to add (a short last one counts)
         self.error = None
@@ -481,28 +482,24 @@ class BatchWriter:
     def add(self, block, data):
         """Write ``data`` (one or more whole blocks, the disk's last one may be short) at
         ``block``; the bytes are copied before add returns."""
-        if self.error is not None:
-            raise self.error
         offset, done, n = block * BLOCK, 0, len(data)
         self.blocks += (n + BLOCK - 1) // BLOCK
         while done < n:
-            if self.current is None:
-                self.current = self.free.get()
+            with self.ready:
+                while self.filling.room() == 0 and self.error is None:
+                    self.ready.wait()
                 if self.error is not None:
                     raise self.error
-            piece = min(n - done, self.current.room())
-            self.current.append(offset + done, data[done:done + piece])
+                piece = min(n - done, self.filling.room())
+                self.filling.append(offset + done, data[done:done + piece])
+                self.ready.notify_all()
             done += piece
-            if self.current.room() == 0:
-                self.full.put(self.current)
-                self.current = None
 
     def flush(self):
         """Send what is left and wait until every batch is written."""
-        if self.current is not None and self.current.data_bytes:
-            self.full.put(self.current)
-        self.current = None
-        self.full.put(None)
+        with self.ready:
+            self.finishing = True
+            self.ready.notify_all()
         self.thread.join()
         if self.own_pool:
             self.pool.close()
@@ -511,16 +508,23 @@ class BatchWriter:
 
     def _run(self):
         while True:
-            buf = self.full.get()
-            if buf is None:
-                return
-            if self.error is None:
-                try:
-                    self.written += import_body(self.conn, self.vdi_uuid, buf.body(), buf.data_bytes)
-                except Exception as e:  # noqa: BLE001 - handed to the reading thread
+            with self.ready:
+                while not self.filling.data_bytes and not self.finishing:
+                    self.ready.wait()
+                if not self.filling.data_bytes:
+                    return
+                batch, self.filling, self.spare = self.filling, self.spare, None
+                self.ready.notify_all()
+            try:
+                self.written += import_body(self.conn, self.vdi_uuid, batch.body(), batch.data_bytes)
+            except Exception as e:  # noqa: BLE001 - handed to the reading thread
+                with self.ready:
                     self.error = e if isinstance(e, DataPathError) else DataPathError(str(e))
-            buf.clear()
-            self.free.put(buf)
+                    self.ready.notify_all()
+                return
+            batch.clear()
+            with self.ready:
+                self.spare = batch
 
 
 class NullWriter:
