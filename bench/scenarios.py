@@ -21,6 +21,13 @@ def timed(fn, repeats):
     return median(values), [round(v, 3) for v in values]
 
 
+def timed_with_cpu(fn, repeats):
+    """Like timed, plus the median of the machine's busy CPU seconds over the runs."""
+    runs = [h.with_machine_cpu(fn) for dummy in range(repeats)]
+    return (median([r[0] for r in runs]), [round(r[0], 3) for r in runs],
+            round(median([r[1] for r in runs]), 2))
+
+
 # ---- 1. full copy ----------------------------------------------------------------------------
 
 def full_copy(pools, workdir, size=4 * GiB, repeats=REPEATS, our_repeats=2):
@@ -33,19 +40,26 @@ def full_copy(pools, workdir, size=4 * GiB, repeats=REPEATS, our_repeats=2):
     body = os.path.join(workdir, "full-copy.body")
     payload = h.write_chunked_body(pools.disk_path(pools.src, uuid), body)
     log("full copy: disk ready, %d bytes allocated" % payload)
-    curl_s, curl_runs = timed(lambda: h.time_curl(pools, body, size), repeats)
+    curl_s, curl_runs, curl_cpu = timed_with_cpu(lambda: h.time_curl(pools, body, size), repeats)
+    cores = os.cpu_count()
     out = {"disk_bytes": size, "allocated_bytes": payload, "curl_s": round(curl_s, 3),
-           "curl_runs": curl_runs}
+           "curl_runs": curl_runs, "curl_machine_cpu_s": curl_cpu}
     for mode, tls in (("plain", False), ("tls", True)):
         pools.set_source_tls(tls)
-        nbdcopy_s, nbdcopy_runs = timed(lambda: h.time_nbdcopy(pools, vdi, workdir), repeats)
+        nbdcopy_s, nbdcopy_runs, nbdcopy_cpu = timed_with_cpu(lambda: h.time_nbdcopy(pools, vdi, workdir),
+                                                               repeats)
         # not the issue's limit: both halves at once, sharing this machine's cores as ours do
         together = h.time_both_at_once(pools, vdi, body, size, workdir)
         out["both_at_once_s_" + mode] = round(together, 3)
         # our runs cost 4 GiB of reading each: fewer of them (median of two = their mean)
-        ours = [h.migrate_once(pools, vm) for dummy in range(min(repeats, our_repeats))]
+        ours_and_cpu = [h.with_machine_cpu(lambda: h.migrate_once(pools, vm))
+                        for dummy in range(min(repeats, our_repeats))]
+        ours = [r[0] for r in ours_and_cpu]
         ours_s = median([r["timings"]["data_s"] for r in ours])
         limit = max(nbdcopy_s, curl_s)
+        # both halves' CPU, as the lone runs spent it, spread over every core: no program
+        # that does both on this machine can finish sooner
+        cpu_bound = (nbdcopy_cpu + curl_cpu) / cores
         out.update({
             "nbdcopy_s_" + mode: round(nbdcopy_s, 3), "nbdcopy_runs_" + mode: nbdcopy_runs,
             "ours_s_" + mode: ours_s, "ours_runs_" + mode: [r["timings"]["data_s"] for r in ours],
@@ -55,6 +69,10 @@ def full_copy(pools, workdir, size=4 * GiB, repeats=REPEATS, our_repeats=2):
             "bytes_read_" + mode: ours[0]["bytes_read"], "bytes_written_" + mode: ours[0]["bytes_written"],
             "ours_cpu_s_" + mode: median([r["cpu_s"] for r in ours]),
             "ratio_both_at_once_" + mode: round(ours_s / out["both_at_once_s_" + mode], 3),
+            "nbdcopy_machine_cpu_s_" + mode: nbdcopy_cpu,
+            "ours_machine_cpu_s_" + mode: round(median([r[1] for r in ours_and_cpu]), 2),
+            "cpu_bound_s_" + mode: round(cpu_bound, 3),
+            "ratio_cpu_bound_" + mode: round(ours_s / max(limit, cpu_bound), 3),
         })
         log("full copy %s: ours %.2fs, nbdcopy %.2fs, curl %.2fs" % (mode, ours_s, nbdcopy_s, curl_s))
     os.unlink(body)
@@ -73,16 +91,17 @@ def sparse_disk(pools, workdir, size=16 * GiB, repeats=REPEATS):
                                    h.striped_extents(size, 0.02, 1 * MiB), seed=2)
     body = os.path.join(workdir, "sparse.body")
     payload = h.write_chunked_body(pools.disk_path(pools.src, uuid), body)
-    curl_s, curl_runs = timed(lambda: h.time_curl(pools, body, size), repeats)
+    curl_s, curl_runs, curl_cpu = timed_with_cpu(lambda: h.time_curl(pools, body, size), repeats)
     os.unlink(body)
-    nbdcopy_s, nbdcopy_runs = timed(lambda: h.time_nbdcopy(pools, vdi, workdir),
-                                    repeats if pools.block_status else 1)
+    nbdcopy_s, nbdcopy_runs, nbdcopy_cpu = timed_with_cpu(lambda: h.time_nbdcopy(pools, vdi, workdir),
+                                                          repeats if pools.block_status else 1)
     ours = [h.migrate_once(pools, vm) for dummy in range(repeats if pools.block_status else 1)]
     ours_s = median([r["timings"]["data_s"] for r in ours])
     log("sparse (block status %s): ours %.2fs, nbdcopy %.2fs, curl %.2fs"
         % (pools.block_status, ours_s, nbdcopy_s, curl_s))
     return {"disk_bytes": size, "allocated_bytes": payload, "curl_s": round(curl_s, 3),
             "curl_runs": curl_runs, "nbdcopy_s": round(nbdcopy_s, 3), "nbdcopy_runs": nbdcopy_runs,
+            "curl_machine_cpu_s": curl_cpu, "nbdcopy_machine_cpu_s": nbdcopy_cpu,
             "ours_s": ours_s, "ours_runs": [r["timings"]["data_s"] for r in ours],
             "bytes_read": ours[0]["bytes_read"], "bytes_written": ours[0]["bytes_written"]}
 
@@ -91,8 +110,12 @@ def sparse_summary(with_bs, without_bs):
     """Both modes against one baseline: the allocated bytes alone, measured on the pools that
     offer block status (there nbdcopy reads only them)."""
     alone = max(with_bs["curl_s"], with_bs["nbdcopy_s"])
+    # as for the full copy: both halves' CPU over every core bounds any program doing both
+    cpu_bound = (with_bs["curl_machine_cpu_s"] + with_bs["nbdcopy_machine_cpu_s"]) / os.cpu_count()
     return {"allocated_alone_s": round(alone, 3),
+            "allocated_alone_cpu_bound_s": round(cpu_bound, 3),
             "ratio_with_block_status": round(with_bs["ours_s"] / alone, 3),
+            "ratio_with_block_status_cpu_bound": round(with_bs["ours_s"] / max(alone, cpu_bound), 3),
             "ratio_without_block_status": round(without_bs["ours_s"] / alone, 3),
             "with_block_status": with_bs, "without_block_status": without_bs}
 
