@@ -196,9 +196,9 @@ machine's busy CPU time (from `/proc/stat`, every process and the kernel) was, i
 
 | | plaintext NBD | TLS NBD |
 |---|---|---|
-| `nbdcopy` reading the 4 GiB export (nbdkit serving it, nbdcopy reading) | {nbdcopy_cpu_plain} s | {nbdcopy_cpu_tls} s |
+| `nbdcopy` reading the 4 GiB export (nbdkit serving, nbdcopy reading) | {nbdcopy_cpu_plain} s | {nbdcopy_cpu_tls} s |
 | `curl` uploading the 2 GiB of data (curl sending, the import handler writing) | {curl_cpu} s | {curl_cpu} s |
-| both halves over {cores} cores: the least time any program doing both can take here | {bound_plain} s | {bound_tls} s |
+| both halves over {cores} cores: the least time a program doing both can take | {bound_plain} s | {bound_tls} s |
 | the issue's limit (slower half alone) | {limit_plain} s | {limit_tls} s |
 | nbdcopy and curl run at the same time | {both_plain} s | {both_tls} s |
 | our mirror (data time) | {ours_plain} s | {ours_tls} s |
