@@ -91,10 +91,12 @@ def rows(results):
                                           else round(g("%s.%s.walk_minimum_bytes" % (tree, mode)) / 2 ** 20, 1),
                                           " MiB"),
                 fmt(g(key)), "none" if (what, mode) == ("read", "content") else "<= 1.1", ok(key)))
-    for size in ("1g", "8g"):
+    for size in ("1g", "8g", "16g"):
         key = "memory.peak_rss_mib_" + size
-        out.append(("Peak RSS of the moving process, %s GiB disk" % size[:-1],
-                    fmt(g(key), " MiB"), "-", "-", "<= 256 MiB, same for both", ok(key)))
+        out.append(("%sPeak RSS of the moving process, %s GiB disk" % (
+                    "(not in the issue) " if size == "16g" else "", size[:-1]),
+                    fmt(g(key), " MiB"), "-", "-",
+                    "none" if size == "16g" else "<= 256 MiB, same for both", ok(key)))
     out.append(("Ansible overhead, VM with 10 small snapshots (role wall time minus data time)",
                 fmt(g("overhead.ansible_s"), " s"), "role %s, of which data %s, verify %s" % (
                     fmt(g("overhead.role_wall_s"), " s"), fmt(g("overhead.timings.data_s"), " s"),
@@ -170,8 +172,11 @@ our sparse copy {repeats}x with block status and once without, each tree once pe
    node whole and compares digests. Bytes do not depend on TLS, so the content runs (about
    20 GiB read each) use plaintext NBD to keep the run short; the CBT runs use TLS.
 4. **Peak memory.** `VmHWM` of the child process running `migrate.migrate` for one disk of
-   1 GiB and one of 8 GiB (25 % allocated, TLS): the process that moves the data holds a
-   bounded number of buffers whatever the disk's size.
+   1 GiB, one of 8 GiB and (not in the issue) one of 16 GiB, 25 % allocated, TLS. The process
+   that moves the data holds a fixed set of buffers whatever the disk's size: 16 MiB of NBD
+   reads in flight and two 64 MiB request bodies, mapped memory that is touched only as far
+   as batches grow. A batch grows only while the destination is the slower half, so a short
+   run may stay below the bound that a long one reaches; past it, nothing grows.
 5. **Ansible overhead.** `ansible-playbook playbooks/migrate_vm.yml` (the `migrate_vm` role,
    with its default verification) for a VM with one 16 MiB disk and 10 snapshots: wall time
    of the playbook minus `timings.data_s` from the role's JSON report.

@@ -55,7 +55,8 @@ def run(only, scale, repeats):
             results["chain"] = trees["chain"]
             results["tree"] = trees["tree"]
         if "memory" in only:
-            results["memory"] = s.peak_memory(pools, sizes=(("1g", 1 * GiB // scale), ("8g", 8 * GiB // scale)))
+            results["memory"] = s.peak_memory(pools, sizes=(("1g", 1 * GiB // scale), ("8g", 8 * GiB // scale),
+                                                            ("16g", 16 * GiB // scale)))
         if "overhead" in only:
             results["overhead"] = s.ansible_overhead(pools, WORKDIR)
     results["bench_wall_s"] = round(time.monotonic() - t0, 1)
