@@ -216,6 +216,24 @@ def clear_destination(pools, vm_uuid):
             x.xenapi.VDI.destroy(ref)
 
 
+def remove_source_vm(pools, vm_uuid):
+    """Destroy a scenario's source VM, its snapshots and every disk they hold, so that the
+    source SR (64 GiB of virtual size) has room for the next scenario."""
+    x = pools.xsrc
+    vm = x.xenapi.VM.get_by_uuid(vm_uuid)
+    vdis = set()
+    for owner in [vm] + x.xenapi.VM.get_snapshots(vm):
+        for vbd in x.xenapi.VM.get_VBDs(owner):
+            vdi = x.xenapi.VBD.get_VDI(vbd)
+            if vdi != "OpaqueRef:NULL":
+                vdis.add(vdi)
+        if owner != vm:
+            x.xenapi.VM.destroy(owner)
+    x.xenapi.VM.destroy(vm)
+    for vdi in vdis:
+        x.xenapi.VDI.destroy(vdi)
+
+
 def scratch_vdi(pools, size):
     """An empty VDI on the destination's default SR, the target of the curl baseline."""
     x = pools.xdst

@@ -77,6 +77,7 @@ def full_copy(pools, workdir, size=4 * GiB, repeats=REPEATS, our_repeats=2):
         log("full copy %s: ours %.2fs, nbdcopy %.2fs, curl %.2fs" % (mode, ours_s, nbdcopy_s, curl_s))
     os.unlink(body)
     pools.set_source_tls(True)
+    h.remove_source_vm(pools, vm)
     return out
 
 
@@ -97,6 +98,7 @@ def sparse_disk(pools, workdir, size=16 * GiB, repeats=REPEATS):
                                                           repeats if pools.block_status else 1)
     ours = [h.migrate_once(pools, vm) for dummy in range(repeats if pools.block_status else 1)]
     ours_s = median([r["timings"]["data_s"] for r in ours])
+    h.remove_source_vm(pools, vm)
     log("sparse (block status %s): ours %.2fs, nbdcopy %.2fs, curl %.2fs"
         % (pools.block_status, ours_s, nbdcopy_s, curl_s))
     return {"disk_bytes": size, "allocated_bytes": payload, "curl_s": round(curl_s, 3),
@@ -191,6 +193,7 @@ def snapshot_trees(pools, size=2 * GiB, fraction=0.05):
             figures["read_amplification_" + mode] = a["read_amplification"]
             log("%s %s: %s" % (name, mode, a))
         pools.set_source_tls(True)
+        h.remove_source_vm(pools, vm)
         out[name] = figures
     return out
 
@@ -208,10 +211,7 @@ def peak_memory(pools, sizes=(("1g", 1 * GiB), ("8g", 8 * GiB)), fraction=0.25):
         r = h.migrate_once(pools, vm)
         out["peak_rss_mib_" + label] = round(r["peak_rss_kib"] / 1024, 1)
         out["data_s_" + label] = r["timings"]["data_s"]
-        x = pools.xsrc
-        vm_ref = x.xenapi.VM.get_by_uuid(vm)
-        x.xenapi.VM.destroy(vm_ref)
-        x.xenapi.VDI.destroy(vdi)  # frees the backing file
+        h.remove_source_vm(pools, vm)
         log("memory %s: %s MiB" % (label, out["peak_rss_mib_" + label]))
     return out
 
