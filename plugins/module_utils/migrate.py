@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.xapi.sxm.plugins.module_utils import datapath, metadata, mirror, tree as treemod
 from ansible_collections.xapi.sxm.plugins.module_utils.progress import Progress
@@ -279,22 +280,35 @@ def fix_times(dst, dst_ref, tree, pairs, result):
                                   "snapshot_time_not_kept" % len(not_kept))
 
 
+VERIFY_READERS = 4
+
+
 def verify(src, dst, tree, dst_ref, pairs, tls, result):
     """Trees isomorphic and every disk's bytes equal, read back over NBD on both sides."""
     dst_tree = treemod.discover(dst, dst_ref)
     problems = compare_trees(tree, dst_tree)
     dst_tls = nbd_uses_tls(dst)
-    checked = 0
+    pairs_to_read = []
     for node in list(tree.snapshots) + [tree.vm]:
         for disk in node.disks.values():
-            dst_uuid = pairs.get(disk.uuid)
-            if dst_uuid is None:
+            if disk.uuid in pairs:
+                pairs_to_read.append((node, disk))
+            else:
                 problems.append("disk %s of %s has no destination copy" % (disk.userdevice, node.name_label))
-                continue
-            if digest_of(src, disk.vdi_ref, disk.virtual_size, tls) != \
-                    digest_of(dst, dst.call("VDI.get_by_uuid", dst_uuid), disk.virtual_size, dst_tls):
-                problems.append("disk %s of %s differs on the destination" % (disk.userdevice, node.name_label))
-            checked += 1
+
+    def same_content(pair):
+        disk = pair[1]
+        dst_vdi = dst.call("VDI.get_by_uuid", pairs[disk.uuid])
+        return digest_of(src, disk.vdi_ref, disk.virtual_size, tls) == \
+            digest_of(dst, dst_vdi, disk.virtual_size, dst_tls)
+    # several disks at once: a tree of small disks is mostly connection set-up, and libnbd and
+    # hashlib let threads overlap; at most VERIFY_READERS NBD connections on each pool
+    with ThreadPoolExecutor(max_workers=VERIFY_READERS) as readers:
+        same = list(readers.map(same_content, pairs_to_read))
+    for index, (node, disk) in enumerate(pairs_to_read):
+        if not same[index]:
+            problems.append("disk %s of %s differs on the destination" % (disk.userdevice, node.name_label))
+    checked = len(pairs_to_read)
     result["destination_tree"] = dst_tree.to_dict()
     result["verified_disks"] = checked
     if problems:

@@ -1,0 +1,50 @@
+"""Verification reads every disk of the tree back on both pools (several at once) and names
+the disk whose destination bytes differ; a faithful copy passes."""
+
+import os
+import sys
+
+import pytest
+from xapisim import scenario
+
+from harness import REPO
+
+sys.path.insert(0, os.path.join(REPO, "build", "collections"))
+
+from ansible_collections.xapi.sxm.plugins.module_utils import migrate as migration  # noqa: E402
+from ansible_collections.xapi.sxm.plugins.module_utils import tree as treemod  # noqa: E402
+from ansible_collections.xapi.sxm.plugins.module_utils.xapi import Connection  # noqa: E402
+
+MiB = 1 << 20
+
+
+def connection(pool):
+    return Connection(pool["url"], pool["username"], pool["password"], ca_path=pool["ca_file"]).login()
+
+
+def test_verification_names_the_disk_that_differs(pools, connect):
+    x, y = connect(0), connect(1)
+    steps = [("write", "a"), ("snap", "s1"), ("write", "b"), ("snap", "s2"), ("write", "c")]
+    vm, dummy = scenario.build_tree(pools[0], x, "verified", [4 * MiB, 2 * MiB], steps)
+    vm_uuid = x.xenapi.VM.get_uuid(vm)
+    src, dst = connection(pools[0]), connection(pools[1])
+    try:
+        result = migration.migrate(src, dst, migration.Options(vm_uuid, verify=True))
+        assert result["verified_disks"] == 6          # 2 disks x (2 snapshots + the VM)
+
+        # one byte changed on the destination copy of the VM's second disk
+        dst_vm = y.xenapi.VM.get_by_uuid(vm_uuid)
+        dst_disk = scenario.disks(y, dst_vm)["1"]
+        scenario.write_disk(pools[1], y, dst_disk, [(MiB, b"\x01")])
+        pairs = {}
+        for disk in result["disks"]:
+            pairs.update(disk["pairs"])
+        with pytest.raises(migration.MigrationError) as failure:
+            migration.verify(src, dst, treemod.discover(src, vm), dst_vm, pairs,
+                             migration.nbd_uses_tls(src), {})
+        message = str(failure.value)
+        assert "disk 1 of verified differs on the destination" in message
+        assert message.count("differs") == 1
+    finally:
+        src.logout()
+        dst.logout()
