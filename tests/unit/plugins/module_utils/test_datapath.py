@@ -5,6 +5,7 @@ import struct
 
 from ansible_collections.xapi.sxm.plugins.module_utils import datapath
 from ansible_collections.xapi.sxm.plugins.module_utils.datapath import BLOCK
+from block_writers import RecordingWriter
 
 
 class MemorySource:
@@ -18,20 +19,6 @@ class MemorySource:
         for offset, length in requests:
             self.reads.append((offset, length))
             on_data(offset, memoryview(self.data)[offset:offset + length])
-
-
-class RecordingWriter:
-    def __init__(self):
-        self.blocks = {}
-        self.written = 0
-
-    def add(self, block, data):
-        for i in range(0, len(data), BLOCK):
-            self.blocks[block + i // BLOCK] = bytes(data[i:i + BLOCK])
-        self.written += len(data)
-
-    def flush(self):
-        pass
 
 
 def disk(nblocks, fills):

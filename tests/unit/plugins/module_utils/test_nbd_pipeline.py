@@ -9,6 +9,7 @@ import pytest
 
 from ansible_collections.xapi.sxm.plugins.module_utils import datapath
 from ansible_collections.xapi.sxm.plugins.module_utils.datapath import BLOCK
+from block_writers import RecordingWriter
 
 SIZE = 8 * 1024 * 1024 + 3 * BLOCK + 512   # a partial last block
 
@@ -45,19 +46,6 @@ def pattern_export(tmp_path, request):
     proc.wait()
 
 
-class Collect:
-    def __init__(self):
-        self.blocks = {}
-        self.written = 0
-
-    def add(self, block, data):
-        for i in range(0, len(data), BLOCK):
-            self.blocks[block + i // BLOCK] = bytes(data[i:i + BLOCK])
-
-    def flush(self):
-        pass
-
-
 @pytest.mark.parametrize("in_flight", [1, 4])
 def test_pipelined_reads_return_every_byte_in_place(pattern_export, in_flight):
     """One request in flight must work as well as several (a limited job runs with one)."""
@@ -65,7 +53,7 @@ def test_pipelined_reads_return_every_byte_in_place(pattern_export, in_flight):
     expected = path.read_bytes()
     with datapath.NbdSource(record, tls=False, in_flight=in_flight, request_size=256 * 1024) as source:
         assert source.size() == SIZE
-        writer = Collect()
+        writer = RecordingWriter()
         digests, read = datapath.copy_node(source, SIZE, writer)
     rebuilt = bytearray(SIZE)
     for block, data in writer.blocks.items():
@@ -83,7 +71,7 @@ def test_a_large_plan_is_read_over_several_connections(pattern_export):
     expected = path.read_bytes()
     with datapath.NbdSource(record, tls=False, request_size=256 * 1024, connections=3) as source:
         source.multi_conn_bytes = 1024 * 1024
-        writer = Collect()
+        writer = RecordingWriter()
         datapath.copy_node(source, SIZE, writer, want_digests=False)
         assert len(source.extra) == 2
     rebuilt = bytearray(SIZE)
