@@ -361,15 +361,6 @@ def plan_reads(blocks, size, request_size=REQUEST_SIZE):
 FRAME = struct.Struct("<QI")      # vhd-tool chunked.ml: {u64 LE offset, u32 LE length}, then data
 
 
-def chunked_frames(extents):
-    """The body of ``import_raw_vdi?chunked``: {u64 LE offset, u32 LE length} then data, per
-    extent, ended by a zero header. ``extents``: [(offset, bytes)] with adjacent ones merged."""
-    for offset, data in extents:
-        yield FRAME.pack(offset, len(data))
-        yield data
-    yield FRAME.pack(0, 0)
-
-
 class FrameBuffer:
     """The body of one chunked import request, built in place: each run of adjacent bytes is
     one frame (a write that continues the last frame lengthens it), and ``body()`` appends
@@ -496,7 +487,8 @@ class BatchWriter:
                     raise self.error
                 piece = min(n - done, self.filling.room())
                 self.filling.append(offset + done, data[done:done + piece])
-                self.ready.notify_all()
+                if self.filling.data_bytes >= self.batch_min:
+                    self.ready.notify_all()     # the writer waits for no less
             done += piece
 
     def flush(self):

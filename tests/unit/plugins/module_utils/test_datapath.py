@@ -45,8 +45,8 @@ def test_frame_buffer_merges_adjacent_writes_into_one_frame():
     buf.append(2 * BLOCK, b"b" * BLOCK)
     buf.append(5 * BLOCK, b"c" * 10)
     assert buf.room() == 4 * BLOCK - 2 * BLOCK - 10
-    assert bytes(buf.body()) == b"".join(datapath.chunked_frames(
-        [(BLOCK, b"a" * BLOCK + b"b" * BLOCK), (5 * BLOCK, b"c" * 10)]))
+    assert bytes(buf.body()) == struct.pack("<QI", BLOCK, 2 * BLOCK) + b"a" * BLOCK + b"b" * BLOCK \
+        + struct.pack("<QI", 5 * BLOCK, 10) + b"c" * 10 + struct.pack("<QI", 0, 0)
     buf.clear()
     buf.append(0, b"z")
     assert bytes(buf.body()) == struct.pack("<QI", 0, 1) + b"z" + struct.pack("<QI", 0, 0)
@@ -63,9 +63,12 @@ def test_zero_test_reads_every_byte():
 
 def test_chunked_frames_end_with_a_zero_header():
     """DESIGN.md data path: {u64 LE offset, u32 LE length, data}, then a zero frame."""
-    body = b"".join(datapath.chunked_frames([(0, b"xy"), (4096, b"z")]))
-    assert body == struct.pack("<QI", 0, 2) + b"xy" + struct.pack("<QI", 4096, 1) + b"z" \
+    buf = datapath.FrameBuffer(BLOCK)
+    buf.append(0, b"xy")
+    buf.append(4096, b"z")
+    assert bytes(buf.body()) == struct.pack("<QI", 0, 2) + b"xy" + struct.pack("<QI", 4096, 1) + b"z" \
         + struct.pack("<QI", 0, 0)
+    buf.close()
 
 
 def test_first_node_skips_zero_blocks():
