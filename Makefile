@@ -7,13 +7,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TEST_LAYERS := unit conformance integration sanity lint
 
-.PHONY: help setup test $(TEST_LAYERS) demo bench changelog-lint constraints clean distclean
+.PHONY: help setup test $(TEST_LAYERS) test-long demo bench changelog-lint constraints clean distclean
 
 help:
 	@echo "make setup        Debian packages, .venv with pinned Python packages (idempotent)"
 	@echo "make demo         migrate a VM tree between two simulated pools (no real pool needed)"
 	@echo "make test         every test layer: $(TEST_LAYERS)"
 	@echo "make unit | conformance | integration | sanity | lint   one layer"
+	@echo "make test-long    long runs (a 16-minute migration through the role), not part of make test"
 	@echo "make bench        benchmarks against the simulator"
 	@echo "make constraints  re-freeze constraints.txt after changing a pin"
 	@echo "make clean        remove build/ and test output (keeps .venv)"
@@ -47,6 +48,10 @@ conformance: $(LAYER_DEPS)
 
 integration: $(LAYER_DEPS)
 	@tools/pytest_layer.sh integration tests/integration
+
+# Long runs, kept out of `make test` (each takes a quarter of an hour or more).
+test-long: setup
+	@tools/pytest_layer.sh long tests/long
 
 sanity: $(LAYER_DEPS)
 	@tools/sanity.sh

@@ -24,6 +24,8 @@ import tempfile
 import threading
 import time
 
+from ansible_collections.xapi.sxm.plugins.module_utils.errors import DataPathError
+
 try:
     import nbd
     HAS_NBD = True
@@ -39,14 +41,11 @@ NBD_CONNECTIONS_MAX = 16          # XAPI's xapi-nbd serves 16 connections per ho
 MULTI_CONN_BYTES = 256 << 20     # a read plan this large per connection earns one more
 BATCH_LIMIT = 64 << 20            # bytes of block data per import request (bounded memory)
 BATCH_MIN = 16 << 20              # a request waits for this much, unless it is the last one
+IMPORT_TASK_TIMEOUT = 600         # seconds an import may take once its body was sent
 ZERO_BLOCK = bytes(BLOCK)
 ZERO_REQUEST = bytes(REQUEST_SIZE)
 # sha256 (OpenSSL, with the CPU's SHA instructions) measured 5x faster than blake2b here
 ZERO_DIGEST = hashlib.sha256(ZERO_BLOCK).digest()[:16]
-
-
-class DataPathError(Exception):
-    pass
 
 
 def block_digest(data):
@@ -55,6 +54,11 @@ def block_digest(data):
     if is_zero(data):
         return ZERO_DIGEST
     return hashlib.sha256(data).digest()[:16]
+
+
+def content_fingerprint(digests):
+    """One digest of a whole disk's content, from its block digests (32 hex digits)."""
+    return hashlib.sha256(b"".join(digests)).hexdigest()[:32]
 
 
 def is_zero(data):
@@ -441,7 +445,7 @@ def import_body(conn, vdi_uuid, body, data_bytes):
         conn.call("task.destroy", task)
         raise DataPathError("the destination refused the disk write (HTTP %s: %s)"
                             % (response.status, answer[:200].decode("utf-8", "replace")))
-    conn.wait_task(task, poll=0.5, first_poll=0.005)
+    conn.wait_task(task, poll=0.5, first_poll=0.005, timeout=IMPORT_TASK_TIMEOUT)
     return data_bytes
 
 
@@ -502,6 +506,15 @@ class BatchWriter:
         if self.error is not None:
             raise self.error
 
+    def abandon(self):
+        """Drop what is not sent yet and send nothing more (the read failed or the job was
+        cancelled); a request already under way is let finish. The blocks it leaves half
+        written lie where the two nodes differ, which is what a re-run writes again."""
+        with self.ready:
+            self.filling.clear()
+            self.finishing = True
+            self.ready.notify_all()
+
     def _run(self):
         while True:
             with self.ready:
@@ -532,6 +545,9 @@ class NullWriter:
         pass
 
     def flush(self):
+        pass
+
+    def abandon(self):
         pass
 
 
@@ -596,7 +612,11 @@ def copy_node(source, size, writer, previous_digests=None, candidate_blocks=None
         if progress:
             progress(len(view))
 
-    source.read_many(plan_reads(to_read, size, getattr(source, "request_size", REQUEST_SIZE)),
-                     on_data_hashing if hashing else on_data_zero_test, total=len(to_read) * BLOCK)
+    try:
+        source.read_many(plan_reads(to_read, size, getattr(source, "request_size", REQUEST_SIZE)),
+                         on_data_hashing if hashing else on_data_zero_test, total=len(to_read) * BLOCK)
+    except BaseException:
+        writer.abandon()
+        raise
     writer.flush()
     return digests, read_bytes[0]

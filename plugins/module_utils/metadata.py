@@ -17,11 +17,9 @@ import re
 import tarfile
 import xmlrpc.client
 
-from ansible_collections.xapi.sxm.plugins.module_utils.xapi import XapiFailure, parse_task_result
-
-
-class MetadataError(Exception):
-    pass
+from ansible_collections.xapi.sxm.plugins.module_utils import markers
+from ansible_collections.xapi.sxm.plugins.module_utils.errors import MetadataError, XapiFailure
+from ansible_collections.xapi.sxm.plugins.module_utils.xapi import parse_task_result
 
 
 def export_metadata(src, vm_uuid):
@@ -136,35 +134,105 @@ def import_metadata(dst, tar_bytes, vdi_map, dry_run=False):
 def fix_snapshot_times(dst, pairs_times, sr_refs):
     """Give destination snapshot VDIs the source's ``snapshot_time``: through the hidden
     setter, which XAPI allows only to a local root session that names the VDI's SR in its
-    ``_sm_session`` key; then ``SR.scan`` and read back. Returns [(vdi uuid, wanted, got,
-    reason)] for every VDI that does not end with the source's time."""
-    pending = []
+    ``_sm_session`` key; then ``SR.scan`` and read back. Returns ([(vdi uuid, wanted, got,
+    reason)] for every VDI that does not end with the source's time, whether any was set)."""
     can = dst.is_local_superuser
+    before = {ref: snapshot_time_of(dst, ref) for ref, dummy in pairs_times}
+    tried = False
     for vdi_ref, wanted in pairs_times:
-        got = str(getattr(dst.call("VDI.get_snapshot_time", vdi_ref), "value", ""))
-        if got == wanted:
-            continue
-        if not can:
-            continue
-        sr = dst.call("VDI.get_SR", vdi_ref)
-        try:
-            dst.call("session.add_to_other_config", dst.session_ref, "_sm_session", sr)
-        except XapiFailure:
-            dst.call("session.remove_from_other_config", dst.session_ref, "_sm_session")
-            dst.call("session.add_to_other_config", dst.session_ref, "_sm_session", sr)
-        try:
-            dst.call("VDI.set_snapshot_time", vdi_ref, xmlrpc.client.DateTime(wanted))
-        except XapiFailure:
-            pass
-        finally:
-            dst.call("session.remove_from_other_config", dst.session_ref, "_sm_session")
-    for sr in sorted(set(sr_refs)):
-        dst.call("SR.scan", sr)
+        if before[vdi_ref] != wanted and can:
+            tried = set_snapshot_time(dst, vdi_ref, wanted) or tried
+    if tried:
+        for sr in sorted(set(sr_refs)):
+            dst.call("SR.scan", sr)
+    pending, changed = [], False
     for vdi_ref, wanted in pairs_times:
-        got = str(getattr(dst.call("VDI.get_snapshot_time", vdi_ref), "value", ""))
+        got = snapshot_time_of(dst, vdi_ref) if tried else before[vdi_ref]
+        # changed only where a value really moved: an SMAPIv3 scan puts its own time back
+        changed = changed or got != before[vdi_ref]
         if got != wanted:
             reason = ("the destination session is not local root, so XAPI refuses to set it"
                       if not can else "the SR keeps the time of its own snapshot (SMAPIv3 "
                       "overwrites it on every scan)")
             pending.append((dst.call("VDI.get_uuid", vdi_ref), wanted, got, reason))
-    return pending
+    return pending, changed
+
+
+def snapshot_time_of(dst, vdi_ref):
+    return str(getattr(dst.call("VDI.get_snapshot_time", vdi_ref), "value", ""))
+
+
+def set_snapshot_time(dst, vdi_ref, wanted):
+    sr = dst.call("VDI.get_SR", vdi_ref)
+    try:
+        dst.call("session.add_to_other_config", dst.session_ref, "_sm_session", sr)
+    except XapiFailure:
+        dst.call("session.remove_from_other_config", dst.session_ref, "_sm_session")
+        dst.call("session.add_to_other_config", dst.session_ref, "_sm_session", sr)
+    try:
+        dst.call("VDI.set_snapshot_time", vdi_ref, xmlrpc.client.DateTime(wanted))
+        return True
+    except XapiFailure:
+        return False
+    finally:
+        dst.call("session.remove_from_other_config", dst.session_ref, "_sm_session")
+
+
+# ---- the destination VM ----------------------------------------------------------------------
+
+def born_marked(value, job):
+    """Mark the exported live VM before the import, so that the destination VM exists only
+    already marked as this job's, in state ``imported``, with ``start`` blocked: no moment
+    where it is unmarked or startable."""
+    for obj in objects_of(value, "VM"):
+        rec = obj["snapshot"]
+        if rec.get("uuid") != job:
+            continue
+        rec.setdefault("other_config", {}).update({markers.JOB: job, markers.STATE: "imported"})
+        rec.setdefault("blocked_operations", {})["start"] = markers.BLOCK_REASON
+    return value
+
+
+def exported_metadata(src, dst, vm_uuid, network_map):
+    """The source's metadata export, every VIF pointed at its destination network and the VM
+    born marked. Returns (tar bytes, {source network: destination network})."""
+    value, members = read_ova(export_metadata(src, vm_uuid))
+    mapping = map_networks(value, network_map, dst.call("network.get_all_records"))
+    return write_ova(born_marked(value, vm_uuid), members), mapping
+
+
+def import_vm(dst, tar_bytes, pairs, job):
+    """Import the VM and its snapshots (a VM left by an earlier run is replaced); make sure
+    of its markers. Returns the destination VM's ref."""
+    old_ref, old_rec = markers.destination_vm(dst, job)
+    if old_rec is not None:
+        for snap in old_rec["snapshots"]:
+            dst.call("VM.destroy", snap)
+        dst.call("VM.destroy", old_ref)
+    import_metadata(dst, tar_bytes, pairs)
+    dst_ref = dst.call("VM.get_by_uuid", job)
+    # a pool that dropped the exported markers still gets them, before anything else happens
+    if "start" not in dst.call("VM.get_blocked_operations", dst_ref):
+        dst.call("VM.add_to_blocked_operations", dst_ref, "start", markers.BLOCK_REASON)
+    oc = dst.call("VM.get_other_config", dst_ref)
+    if oc.get(markers.JOB) != job or oc.get(markers.STATE) != "imported":
+        markers.set_key(dst, "VM", dst_ref, markers.JOB, job)
+        markers.set_key(dst, "VM", dst_ref, markers.STATE, "imported")
+    return dst_ref
+
+
+def snapshot_time_fixups(dst, tree, pairs):
+    """Restore the source's snapshot_time on the destination's snapshot disks where the
+    session may. Returns (rows of what could not be kept, whether anything was set)."""
+    wanted, srs = [], set()
+    for node in tree.snapshots:
+        for disk in node.disks.values():
+            dst_uuid = pairs.get(disk.uuid)
+            if dst_uuid is None:
+                continue
+            ref = dst.call("VDI.get_by_uuid", dst_uuid)
+            wanted.append((ref, disk.snapshot_time))
+            srs.add(dst.call("VDI.get_SR", ref))
+    not_kept, changed = fix_snapshot_times(dst, wanted, srs)
+    rows = [{"vdi_uuid": u, "source_time": w, "destination_time": g, "reason": r} for u, w, g, r in not_kept]
+    return rows, changed

@@ -5,13 +5,26 @@
 
 One *working VDI* W on the destination walks the tree in depth-first order, inactive children
 first, the active child last. At each node W is brought to the node's content by writing only
-the blocks where the previous node of the walk and this node differ, then ``VDI.snapshot(W)``
-becomes the node's destination VDI. Every such snapshot is natively ``snapshot_of`` W, the
-destination leaf, on both SR flavours (see DESIGN.md for why not the seed's temporary clones).
+the blocks where what W holds and the node differ, then ``VDI.snapshot(W)`` becomes the node's
+destination VDI. Every such snapshot is natively ``snapshot_of`` W, the destination leaf, on
+both SR flavours (see DESIGN.md for why not the seed's temporary clones).
 
-Idempotency: W and every node VDI carry ``sxm:*`` markers in ``other_config``; a re-run skips
-the nodes that were completed and writes the next one from the last completed node, which also
-rewrites any block a crash left half written (those blocks differ between the two nodes).
+Resume: W's ``sxm:holds`` marker records exactly what it holds, written before and after
+every change to it:
+
+- ``blank``; ``node:<source VDI uuid>`` (a snapshot's content: snapshots never change);
+- ``leaf:<source VDI uuid>:<fingerprint>``: the VM's own disk as it was when synced. The
+  fingerprint is a digest of the leaf's per-64 KiB block digests, so it covers the disk's
+  *content*: a write to the halted disk (``import_raw_vdi``) changes it, which no fingerprint
+  of VM or VDI records would show;
+- ``writing:<target uuid>:from:<what it held>``: a write was under way. Every block written
+  lies where the two differ, so writing that difference again from what W held is exact.
+
+A re-run checks the marker against the source as it is now. What still exists and matches
+(a snapshot, a leaf with the same fingerprint) is trusted; anything else (a reverted leaf, a
+deleted snapshot, a written disk) makes W's content unknown, and then W itself is read back
+from the destination over NBD and brought to the next node from its real content. Node VDIs
+whose source snapshot no longer exists are removed.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,13 +32,40 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.xapi.sxm.plugins.module_utils import datapath
+from ansible_collections.xapi.sxm.plugins.module_utils.markers import DEVICE, HOLDS, JOB, ROLE, SOURCE, set_key
 from ansible_collections.xapi.sxm.plugins.module_utils.progress import Progress
 
-MARK_JOB = "sxm:job"
-MARK_ROLE = "sxm:role"            # working | node
-MARK_SOURCE = "sxm:source"        # uuid of the source VDI this destination VDI mirrors
-MARK_DEVICE = "sxm:userdevice"
-MARK_STATE = "sxm:state"          # on W: walking | synced
+# names kept for the code that imported them from here
+MARK_JOB, MARK_ROLE, MARK_SOURCE, MARK_DEVICE = JOB, ROLE, SOURCE, DEVICE
+
+
+class Held:
+    """What W holds: a source disk (its digests read when first needed), or content known
+    only by its digests (read back from W), or nothing (``disk`` and ``digests`` None)."""
+
+    def __init__(self, marker, disk=None, digests=None):
+        self.marker = marker
+        self.disk = disk
+        self.digests = digests
+
+    @property
+    def blank(self):
+        return self.disk is None and self.digests is None
+
+
+BLANK = "blank"
+
+
+def node_marker(disk):
+    return "node:%s" % disk.uuid
+
+
+def leaf_marker(disk, digests):
+    return "leaf:%s:%s" % (disk.uuid, datapath.content_fingerprint(digests))
+
+
+def writing_marker(target, held):
+    return "writing:%s:from:%s" % (target.uuid, held.marker)
 
 
 class DiskResult:
@@ -40,6 +80,8 @@ class DiskResult:
         self.edge_minimum = 0          # bytes: first node's data + blocks differing on tree edges
         self.nodes_done = 0
         self.nodes_skipped = 0
+        self.stale_nodes_removed = []  # source uuids whose snapshot no longer exists
+        self.read_back = 0             # bytes of W read from the destination to learn its content
         self.changed = False
 
     def to_dict(self):
@@ -47,7 +89,8 @@ class DiskResult:
                 "pairs": dict(self.pairs), "bytes_read": self.bytes_read,
                 "bytes_written": self.bytes_written, "walk_minimum_bytes": self.walk_minimum,
                 "edge_minimum_bytes": self.edge_minimum, "nodes_mirrored": self.nodes_done,
-                "nodes_already_done": self.nodes_skipped}
+                "nodes_already_done": self.nodes_skipped, "stale_nodes_removed": self.stale_nodes_removed,
+                "working_vdi_read_back_bytes": self.read_back}
 
 
 def find_marked(conn, sr, job, userdevice):
@@ -72,67 +115,150 @@ def find_marked(conn, sr, job, userdevice):
 
 class DiskMirror:
     """Mirrors disk ``userdevice`` of a discovered tree from ``src`` to SR ``dst_sr`` of
-    ``dst``. ``tls``: whether the source NBD network requires TLS."""
+    ``dst``. ``tls``: whether the source NBD network requires TLS; ``dst_tls`` the same for
+    the destination's (read only when W's content must be read back). ``cancel`` (a
+    cancel.Cancel) is checked between nodes and, through ``progress``, while data moves."""
 
     def __init__(self, src, dst, tree, userdevice, dst_sr, job, tls=True, use_cbt=True,
-                 progress=None, limiter=None, connections=datapath.NBD_CONNECTIONS):
+                 progress=None, limiter=None, connections=datapath.NBD_CONNECTIONS, dst_tls=True,
+                 cancel=None):
         self.src, self.dst, self.tree = src, dst, tree
         self.userdevice = userdevice
         self.dst_sr = dst_sr
         self.job = job
         self.tls = tls
+        self.dst_tls = dst_tls
         self.use_cbt = use_cbt
         self.progress = progress or Progress([], "", 1)
         self.limiter = limiter
         self.connections = connections
+        self.cancel = cancel
         self.result = DiskResult(userdevice)
         self.frames = datapath.FramePool()    # write buffers, reused from node to node
+        self.w_ref = self.w_rec = None
 
     # ---- the walk -------------------------------------------------------------------------
     def run(self, sync_leaf=True):
         walk = self.tree.walk(self.userdevice)
         leaf = self.tree.vm.disks.get(self.userdevice)
-        working, done, half = find_marked(self.dst, self.dst_sr, self.job, self.userdevice)
-        for ref in half:
-            self.dst.call("VDI.destroy", ref)
-            self.result.changed = True
-        w_ref = working[0] if working else self._create_working(walk, leaf)
-        w_rec = self.dst.call("VDI.get_record", w_ref)
-        self.result.working_vdi, self.result.working_uuid = w_ref, w_rec["uuid"]
+        done = self._prepare(walk, leaf)
+        held, leaf_synced = self._resolve_held(walk, leaf, done)
         steps = len(walk) + (1 if leaf is not None and sync_leaf else 0)
-        previous = None            # (node, disk, digests) W holds, or None when W is blank
         digests_by_node = {}       # node uuid -> digests, kept while children may need them
         last_use = {}              # node uuid -> index of its last child in the walk (leaf: len)
         for index, node in enumerate(walk + [self.tree.vm]):
             parent = self._disk_parent(node)
             if parent is not None:
                 last_use[parent.uuid] = index
-        for index, node in enumerate(walk):
-            disk = node.disks[self.userdevice]
-            self.progress.set_node(self.userdevice, index + 1, steps, node.name_label)
-            if disk.uuid in done:
-                self.result.pairs[disk.uuid] = done[disk.uuid][1]["uuid"]
-                self.result.nodes_skipped += 1
-                previous = (node, disk, None)
-                continue
-            prev_digests = self._digests_of(previous)
-            digests, dummy = self._bring_working_to(w_rec, disk, previous, prev_digests)
-            self._account(node, disk, prev_digests, digests, digests_by_node)
-            digests_by_node[node.uuid] = digests
-            for uuid in [u for u in digests_by_node if last_use.get(u, -1) <= index]:
-                del digests_by_node[uuid]   # bounded memory: no later node compares with it
-            dest = self._snapshot_working(w_ref, disk)
-            self.result.pairs[disk.uuid] = dest
-            self.result.nodes_done += 1
-            self.result.changed = True
-            previous = (node, disk, digests)
-        if sync_leaf and leaf is not None:
-            self.progress.set_node(self.userdevice, steps, steps, "%s (the VM's disk)" % self.tree.vm.name_label)
-            self._sync_leaf(w_ref, w_rec, leaf, previous, digests_by_node)
-        self.frames.close()
+        try:
+            for index, node in enumerate(walk):
+                disk = node.disks[self.userdevice]
+                self.progress.set_node(self.userdevice, index + 1, steps, node.name_label)
+                if disk.uuid in done:
+                    self.result.pairs[disk.uuid] = done[disk.uuid]
+                    self.result.nodes_skipped += 1
+                    continue
+                self._check_cancel()
+                prev_digests = self._digests_of(held)
+                digests = self._write(disk, held, prev_digests)
+                self._account(node, disk, prev_digests, digests, digests_by_node)
+                digests_by_node[node.uuid] = digests
+                for uuid in [u for u in digests_by_node if last_use.get(u, -1) <= index]:
+                    del digests_by_node[uuid]   # bounded memory: no later node compares with it
+                held = self._node_done(disk, digests)
+            if sync_leaf and leaf is not None and not leaf_synced:
+                self._check_cancel()
+                self.progress.set_node(self.userdevice, steps, steps, "%s (the VM's disk)" % self.tree.vm.name_label)
+                prev_digests = self._digests_of(held)
+                digests = self._write(leaf, held, prev_digests)
+                self._account(self.tree.vm, leaf, prev_digests, digests, digests_by_node)
+                set_key(self.dst, "VDI", self.w_ref, HOLDS, leaf_marker(leaf, digests))
+        finally:
+            self.frames.close()
         if leaf is not None:
-            self.result.pairs[leaf.uuid] = w_rec["uuid"]
+            self.result.pairs[leaf.uuid] = self.w_rec["uuid"]
         return self.result
+
+    def _check_cancel(self):
+        if self.cancel is not None:
+            self.cancel.check()
+
+    def _prepare(self, walk, leaf):
+        """Find or create W; remove what a crash half made and the nodes of snapshots that no
+        longer exist. Returns {source uuid: destination uuid} of the nodes already done."""
+        working, done, half = find_marked(self.dst, self.dst_sr, self.job, self.userdevice)
+        in_tree = {n.disks[self.userdevice].uuid for n in walk}
+        for source_uuid in sorted(done):
+            if source_uuid not in in_tree:
+                half.append(done[source_uuid][0])
+                self.result.stale_nodes_removed.append(source_uuid)
+                del done[source_uuid]
+        for ref in half:
+            self.dst.call("VDI.destroy", ref)
+            self.result.changed = True
+        self.w_ref = working[0] if working else self._create_working(walk, leaf)
+        self.w_rec = self.dst.call("VDI.get_record", self.w_ref)
+        self.result.working_vdi, self.result.working_uuid = self.w_ref, self.w_rec["uuid"]
+        return dict((uuid, found[1]["uuid"]) for uuid, found in done.items())
+
+    def _resolve_held(self, walk, leaf, done):
+        """What W holds now, checked against the source as it is (see the module's
+        docstring). Returns (Held, whether W already holds the current leaf)."""
+        marker = self.w_rec["other_config"].get(HOLDS, "")
+        held = self._trusted(marker, walk, leaf)
+        if held is None and marker.startswith("writing:"):
+            held = self._finish_interrupted_write(marker, walk, leaf, done)
+        if held is None:
+            held = self._read_back_working()
+        return held, (leaf is not None and held.disk is leaf)
+
+    def _trusted(self, marker, walk, leaf):
+        """A Held for ``marker`` if the source still holds that content, else None."""
+        if marker == BLANK:
+            return Held(BLANK)
+        kind, dummy, rest = marker.partition(":")
+        if kind == "node":
+            disk = self._snapshot_disk(rest, walk)
+            return Held(marker, disk) if disk is not None else None
+        if kind == "leaf" and leaf is not None:
+            uuid, dummy, fingerprint = rest.partition(":")
+            if uuid == leaf.uuid:
+                digests = self._read_digests(leaf)
+                if datapath.content_fingerprint(digests) == fingerprint:
+                    return Held(marker, leaf, digests)
+        return None
+
+    def _finish_interrupted_write(self, marker, walk, leaf, done):
+        """W was being brought from F to snapshot T: if both still exist, writing the
+        difference again from F makes W exactly T (and T's node, if it was not made yet)."""
+        target_uuid, dummy, from_marker = marker[len("writing:"):].partition(":from:")
+        target = self._snapshot_disk(target_uuid, walk)
+        origin = self._trusted(from_marker, walk, leaf)
+        if target is None or origin is None:
+            return None
+        digests = self._write(target, origin, self._digests_of(origin))
+        if target.uuid in done:
+            set_key(self.dst, "VDI", self.w_ref, HOLDS, node_marker(target))
+            return Held(node_marker(target), target, digests)
+        held = self._node_done(target, digests)
+        done[target.uuid] = self.result.pairs[target.uuid]
+        return held
+
+    def _read_back_working(self):
+        """W's real content, read from the destination: what it holds is not known."""
+        size = int(self.w_rec["virtual_size"])
+        records = self.dst.call("VDI.get_nbd_info", self.w_ref)
+        with datapath.NbdSource(datapath.pick_nbd_record(records), tls=self.dst_tls) as source:
+            digests, read = datapath.copy_node(source, size, datapath.NullWriter())
+        self.result.read_back += read
+        set_key(self.dst, "VDI", self.w_ref, HOLDS, "unknown")
+        return Held("unknown", None, digests)
+
+    def _snapshot_disk(self, uuid, walk):
+        for node in walk:
+            if node.disks[self.userdevice].uuid == uuid:
+                return node.disks[self.userdevice]
+        return None
 
     def _create_working(self, walk, leaf):
         first = walk[0].disks[self.userdevice] if walk else leaf
@@ -141,19 +267,32 @@ class DiskMirror:
             "name_label": model.name_label, "name_description": "mirror of %s" % model.uuid,
             "SR": self.dst_sr, "virtual_size": str(first.virtual_size), "type": "user",
             "sharable": False, "read_only": False, "xenstore_data": {}, "sm_config": {},
-            "tags": [], "other_config": {MARK_JOB: self.job, MARK_ROLE: "working",
-                                         MARK_DEVICE: str(self.userdevice),
-                                         MARK_SOURCE: model.uuid, MARK_STATE: "walking"}})
+            "tags": [], "other_config": {JOB: self.job, ROLE: "working", DEVICE: str(self.userdevice),
+                                         SOURCE: model.uuid, HOLDS: BLANK}})
         self.result.changed = True
         return ref
 
-    def _digests_of(self, previous):
-        """Digests of what W holds; re-read from the source after a resume."""
-        if previous is None:
-            return None
-        node, disk, digests = previous
-        if digests is not None:
-            return digests
+    def _node_done(self, disk, digests):
+        """W holds ``disk``'s content: snapshot it as the node's destination VDI."""
+        self.result.pairs[disk.uuid] = self._snapshot_working(self.w_ref, disk)
+        self.result.nodes_done += 1
+        self.result.changed = True
+        set_key(self.dst, "VDI", self.w_ref, HOLDS, node_marker(disk))
+        return Held(node_marker(disk), disk, digests)
+
+    def _write(self, disk, held, prev_digests):
+        """Bring W from ``held`` to ``disk``'s content; the marker says so first."""
+        set_key(self.dst, "VDI", self.w_ref, HOLDS, writing_marker(disk, held))
+        self.result.changed = True
+        return self._bring_working_to(self.w_rec, disk, held, prev_digests)
+
+    def _digests_of(self, held):
+        """Digests of what W holds (None when blank); a source disk is read when needed."""
+        if held.digests is None and held.disk is not None:
+            held.digests = self._read_digests(held.disk)
+        return held.digests
+
+    def _read_digests(self, disk):
         with self._source(disk) as source:
             digests, read = datapath.copy_node(source, disk.virtual_size, datapath.NullWriter())
         self.result.bytes_read += read
@@ -164,28 +303,26 @@ class DiskMirror:
         return datapath.NbdSource(datapath.pick_nbd_record(records), tls=self.tls, limiter=self.limiter,
                                   connections=self.connections)
 
-    def _bring_working_to(self, w_rec, disk, previous, prev_digests, want_digests=True):
-        """Write into W what differs between the node it holds and ``disk``. Returns the
-        digests of ``disk`` (None when not wanted and W was blank) and the blocks written."""
+    def _bring_working_to(self, w_rec, disk, held, prev_digests):
+        """Write into W what differs between what it holds and ``disk``. Returns the digests
+        of ``disk``."""
         if int(w_rec["virtual_size"]) != disk.virtual_size:
-            self.dst.call("VDI.resize", self.result.working_vdi, str(disk.virtual_size))
+            self.dst.call("VDI.resize", self.w_ref, str(disk.virtual_size))
             w_rec["virtual_size"] = str(disk.virtual_size)
-        candidates = self._cbt_candidates(previous, disk) if prev_digests is not None else None
+        candidates = self._cbt_candidates(held.disk, disk) if prev_digests is not None else None
         writer = datapath.BatchWriter(self.dst, w_rec["uuid"], self.frames)
         with self._source(disk) as source:
             digests, read = datapath.copy_node(source, disk.virtual_size, writer, prev_digests,
-                                               candidates, progress=self.progress.add,
-                                               want_digests=want_digests)
+                                               candidates, progress=self.progress.add)
         self.result.bytes_read += read
         self.result.bytes_written += writer.written
-        return digests, writer.blocks
+        return digests
 
-    def _cbt_candidates(self, previous, disk):
-        """Blocks that may differ between the node W holds and ``disk``, from CBT: the union
-        of the changed blocks along the tree path between them. None: read everything."""
-        if not self.use_cbt or previous is None:
+    def _cbt_candidates(self, prev_disk, disk):
+        """Blocks that may differ between the source disk W holds and ``disk``, from CBT: the
+        union of the changed blocks along the tree path between them. None: read everything."""
+        if not self.use_cbt or prev_disk is None:
             return None
-        prev_disk = previous[1]
         if not (prev_disk.cbt_enabled and disk.cbt_enabled):
             return None
         nblocks = (disk.virtual_size + datapath.BLOCK - 1) // datapath.BLOCK
@@ -245,28 +382,9 @@ class DiskMirror:
         oc = self.dst.call("VDI.get_other_config", snap)
         oc.update({MARK_JOB: self.job, MARK_ROLE: "node", MARK_DEVICE: str(self.userdevice),
                    MARK_SOURCE: disk.uuid})
-        oc.pop(MARK_STATE, None)
+        oc.pop(HOLDS, None)
         self.dst.call("VDI.set_other_config", snap, oc)
         return self.dst.call("VDI.get_uuid", snap)
-
-    def _sync_leaf(self, w_ref, w_rec, leaf, previous, digests_by_node):
-        """Cold sync: bring W to the halted VM's own disk."""
-        oc = self.dst.call("VDI.get_other_config", w_ref)
-        if oc.get(MARK_STATE) == "synced":
-            return
-        prev_digests = self._digests_of(previous)
-        if prev_digests is None:
-            # a disk without snapshots: nothing compares with it, so its blocks are only
-            # tested for zeroes, and what was written is both minimums
-            dummy, blocks = self._bring_working_to(w_rec, leaf, previous, None, want_digests=False)
-            self.result.walk_minimum += blocks * datapath.BLOCK
-            self.result.edge_minimum += blocks * datapath.BLOCK
-        else:
-            digests, dummy = self._bring_working_to(w_rec, leaf, previous, prev_digests)
-            self._account(self.tree.vm, leaf, prev_digests, digests, digests_by_node)
-        oc[MARK_STATE] = "synced"
-        self.dst.call("VDI.set_other_config", w_ref, oc)
-        self.result.changed = True
 
 
 def count_differences(a, b):
@@ -274,3 +392,28 @@ def count_differences(a, b):
     zero = datapath.ZERO_DIGEST
     return sum(1 for i in range(n)
                if (a[i] if i < len(a) else zero) != (b[i] if i < len(b) else zero))
+
+
+def mirrored_pairs(dst, the_plan):
+    """{source VDI uuid: destination VDI uuid} of every node and leaf the destination holds
+    for this job, from the markers, and the list of what is not mirrored yet."""
+    pairs, missing = {}, []
+    tree = the_plan["tree"]
+    for disk in the_plan["disks"]:
+        device = disk["userdevice"]
+        working, done, dummy = find_marked(dst, disk["destination_sr_ref"], the_plan["job"], device)
+        for node in tree.walk(device):
+            uuid = node.disks[device].uuid
+            if uuid in done:
+                pairs[uuid] = done[uuid][1]["uuid"]
+            else:
+                missing.append("disk %s of %s" % (device, node.name_label))
+        leaf = tree.vm.disks.get(device)
+        if leaf is None:
+            continue
+        holds = working[1]["other_config"].get(HOLDS, "") if working else ""
+        if holds.startswith("leaf:%s:" % leaf.uuid):
+            pairs[leaf.uuid] = working[1]["uuid"]
+        else:
+            missing.append("disk %s of the VM itself" % device)
+    return pairs, missing

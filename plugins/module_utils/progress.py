@@ -23,7 +23,7 @@ FILE_INTERVAL = 0.5
 class Progress:
     """Counts bytes read against an estimate of the bytes to read, and publishes."""
 
-    def __init__(self, conns, label, total_bytes, path=None, clock=time.monotonic):
+    def __init__(self, conns, label, total_bytes, path=None, clock=time.monotonic, cancel=None):
         self.conns = list(conns)
         self.label = label
         self.total = max(1, int(total_bytes))
@@ -38,6 +38,7 @@ class Progress:
         self.last_file = 0.0
         self.stop = threading.Event()
         self.updater = None
+        self.cancel = cancel      # checked as data moves: a cancelled job stops mid-node
 
     def start(self):
         for conn in self.conns:
@@ -77,6 +78,8 @@ class Progress:
     def add(self, nbytes):
         self.done += nbytes
         self.publish()
+        if self.cancel is not None:
+            self.cancel.check()
 
     def fraction(self):
         return min(0.99, self.done / float(self.total))

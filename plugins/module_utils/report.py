@@ -75,3 +75,32 @@ def write_reports(result, report_dir):
     with open(base + ".md", "w") as f:
         f.write(markdown(result))
     return [base + ".json", base + ".md"]
+
+
+def merged_report(steps):
+    """The steps' results as one, with both trees drawn when the destination has the VM."""
+    result = merge_results(steps)
+    if result.get("destination_tree") and result.get("source_tree"):
+        result["trees"] = side_by_side(tree_lines(result["source_tree"]), tree_lines(result["destination_tree"]))
+    return result
+
+
+def merge_results(steps):
+    """One result from the steps' results: later keys win, timings and warnings add up, and
+    the message says whether anything was done."""
+    merged = {"timings": {}, "warnings": []}
+    for step in steps:
+        for key, value in step.items():
+            if key == "timings":
+                merged["timings"].update(value)
+            elif key == "warnings":
+                merged["warnings"].extend(w for w in value if w not in merged["warnings"])
+            elif key == "polls":
+                merged["polls"] = merged.get("polls", 0) + value
+            elif key == "changed":
+                merged["changed"] = merged.get("changed", False) or value
+            elif key != "message":
+                merged[key] = value
+    merged.setdefault("changed", False)
+    merged["message"] = "migrated" if merged["changed"] else "already migrated; nothing to do"
+    return merged

@@ -18,7 +18,10 @@ import ssl
 import threading
 import time
 import urllib.parse
+import random
 import xmlrpc.client
+
+from ansible_collections.xapi.sxm.plugins.module_utils.errors import WaitTimeout, XapiFailure
 
 try:
     import XenAPI
@@ -31,16 +34,13 @@ ORIGINATOR = "xapi.sxm"
 # Errors after which the same call may simply be tried again.
 TRANSIENT_CODES = ("TOO_BUSY", "HOST_STILL_BOOTING", "HOST_IS_SLAVE_TRANSIENT")
 READ_PREFIXES = ("get_", "list_", "event.from")
+TASK_TIMEOUT = 3600           # seconds a XAPI task may stay pending before we give up on it
+HTTP_TIMEOUT = 900            # seconds a data handler's socket may stay silent
 
 
-class XapiFailure(Exception):
-    """A failed call, with XAPI's error code and parameters and a message for people."""
-
-    def __init__(self, message, code=None, params=None):
-        super(XapiFailure, self).__init__(message)
-        self.message = message
-        self.code = code
-        self.params = list(params or [])
+def backoff(base, attempt):
+    """Seconds before retry ``attempt`` (1, 2, ...): growing, with jitter."""
+    return base * attempt * random.uniform(0.5, 1.5)
 
 
 def explain(code, params, pool_url, call=""):
@@ -165,23 +165,25 @@ class Connection:
                 details = list(e.details)
                 code, params = (details[0] if details else "UNKNOWN"), details[1:]
                 if code in TRANSIENT_CODES and attempt < attempts:
-                    time.sleep(self.retry_delay * attempt)
+                    time.sleep(backoff(self.retry_delay, attempt))
                     continue
                 raise XapiFailure(explain(code, params, self.url, name), code, params)
             except (socket.error, http.client.HTTPException, xmlrpc.client.ProtocolError) as e:
                 if isinstance(e, ssl.SSLCertVerificationError):
                     raise
                 if attempt < attempts:
-                    time.sleep(self.retry_delay * attempt)
+                    time.sleep(backoff(self.retry_delay, attempt))
                     continue
                 raise XapiFailure("cannot reach %s (%s): check the url and the network"
                                   % (self.url, e), "CONNECTION_FAILED", [str(e)])
 
-    def wait_task(self, task, poll=0.5, timeout=None, on_progress=None, first_poll=None):
+    def wait_task(self, task, poll=0.5, timeout=TASK_TIMEOUT, on_progress=None, first_poll=None):
         """Wait for a task; return its decoded result text or raise its error. The task is
         destroyed afterwards (clients should destroy the tasks they own). Polling starts at
-        ``first_poll`` seconds and doubles up to ``poll``."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        ``first_poll`` seconds and doubles up to ``poll``, with jitter so that many jobs do
+        not poll a pool in step. After ``timeout`` seconds the task is cancelled (where XAPI
+        allows) and WaitTimeout raised: a task stuck in ``pending`` never holds a job for ever."""
+        deadline = time.monotonic() + timeout
         delay = first_poll or poll
         try:
             while True:
@@ -194,16 +196,23 @@ class Connection:
                     info = list(rec["error_info"]) or ["UNKNOWN"]
                     raise XapiFailure(explain(info[0], info[1:], self.url, rec["name_label"]),
                                       info[0], info[1:])
-                if deadline is not None and time.monotonic() > deadline:
-                    raise XapiFailure("task %s did not finish in time on %s"
-                                      % (rec["name_label"], self.url), "TIMEOUT")
-                time.sleep(delay)
+                if time.monotonic() > deadline:
+                    self._cancel_quietly(task)
+                    raise WaitTimeout("the task %r did not finish within %d s on %s"
+                                      % (rec["name_label"], timeout, self.url))
+                time.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(poll, delay * 2)
         finally:
             try:
                 self.call("task.destroy", task)
             except XapiFailure:
                 pass
+
+    def _cancel_quietly(self, task):
+        try:
+            self.call("task.cancel", task)
+        except XapiFailure:
+            pass
 
     # ---- HTTP data handlers -----------------------------------------------------------------
     def http(self, method, path, query, body=None, length=None, task=None):
@@ -213,9 +222,9 @@ class Connection:
         parts = urllib.parse.urlsplit(self.url)
         if parts.scheme == "https":
             conn = http.client.HTTPSConnection(parts.hostname, parts.port or 443, context=self.ssl,
-                                               timeout=3600)
+                                               timeout=HTTP_TIMEOUT)
         else:
-            conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=3600)
+            conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=HTTP_TIMEOUT)
         cookie = "session_id=%s" % self.session_ref
         if task:
             cookie += "; task_id=%s" % task

@@ -79,30 +79,22 @@ lines:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.xapi.sxm.plugins.module_utils.ansible_common import connect, connection_options
-from ansible_collections.xapi.sxm.plugins.module_utils.migrate import MigrationError, find_vm
+from ansible_collections.xapi.sxm.plugins.module_utils.plan import find_vm
 from ansible_collections.xapi.sxm.plugins.module_utils.report import tree_lines
+from ansible_collections.xapi.sxm.plugins.module_utils.sxm_module import SxmModule
 from ansible_collections.xapi.sxm.plugins.module_utils.tree import discover
-from ansible_collections.xapi.sxm.plugins.module_utils.xapi import XapiFailure
+
+
+def work(m):
+    conn = m.pool()
+    tree = discover(conn, find_vm(conn, m.params["vm"])[0])
+    walk = dict((u, [n.uuid for n in tree.walk(u)]) for u in tree.userdevices())
+    as_dict = tree.to_dict()
+    return {"changed": False, "tree": as_dict, "walk": walk, "lines": tree_lines(as_dict)}
 
 
 def main():
-    spec = connection_options()
-    spec.update(vm=dict(type="str", required=True))
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    conn = connect(module, module.params)
-    try:
-        vm_ref = find_vm(conn, module.params["vm"])[0]
-        tree = discover(conn, vm_ref)
-    except (MigrationError, XapiFailure) as e:
-        module.fail_json(msg=str(getattr(e, "message", e)))
-    finally:
-        conn.logout()
-    walk = {u: [n.uuid for n in tree.walk(u)] for u in tree.userdevices()}
-    as_dict = tree.to_dict()
-    module.exit_json(changed=False, tree=as_dict, walk=walk, lines=tree_lines(as_dict))
+    SxmModule(dict(vm=dict(type="str", required=True)), pools=1).run(work)
 
 
 if __name__ == "__main__":

@@ -24,89 +24,16 @@ description:
   - Idempotent. A run that failed half way continues where it stopped; a run after a
     complete migration changes nothing.
   - Only cold migrations are built so far. The VM must be halted.
+  - One task for the whole flow. The role M(xapi.sxm.migrate_vm) runs the same steps as modules
+    of their own (M(xapi.sxm.migration_plan), M(xapi.sxm.vdi_mirror), M(xapi.sxm.vm_metadata),
+    M(xapi.sxm.migration_verify), M(xapi.sxm.vm_cutover)), each visible and re-runnable.
 author:
   - xapi.sxm contributors (@xapi-sxm)
+extends_documentation_fragment:
+  - xapi.sxm.pools
+  - xapi.sxm.migration
+  - xapi.sxm.job
 options:
-  source:
-    description:
-      - The pool the VM is on, with the connection options described below.
-    type: dict
-    required: true
-    suboptions:
-      url:
-        description: URL of the pool master, for example V(https://pool1.example.com).
-        type: str
-        required: true
-      username:
-        description: Account to log in with. Local C(root) can do every step.
-        type: str
-        required: true
-      password:
-        description: Password of O(source.username).
-        type: str
-        required: true
-      validate_certs:
-        description: Whether to verify the pool master's TLS certificate.
-        type: bool
-        default: true
-      ca_path:
-        description: PEM file with the CA or self-signed certificate of the pool master.
-        type: path
-  destination:
-    description:
-      - The pool the VM moves to. Same suboptions as O(source).
-      - Restoring the source's C(snapshot_time) on destination snapshot disks needs the local
-        C(root) account; with another account the result lists the disks that keep the
-        destination's time.
-    type: dict
-    required: true
-    suboptions:
-      url:
-        description: URL of the pool master, for example V(https://pool1.example.com).
-        type: str
-        required: true
-      username:
-        description: Account to log in with. Local C(root) can do every step.
-        type: str
-        required: true
-      password:
-        description: Password of O(destination.username).
-        type: str
-        required: true
-      validate_certs:
-        description: Whether to verify the pool master's TLS certificate.
-        type: bool
-        default: true
-      ca_path:
-        description: PEM file with the CA or self-signed certificate of the pool master.
-        type: path
-  vm:
-    description: The VM to migrate, by uuid or by a name that is unique on the source pool.
-    type: str
-    required: true
-  sr_map:
-    description: Source SR uuid to destination SR uuid (or unique name), per SR.
-    type: dict
-    default: {}
-  default_sr:
-    description:
-      - Destination SR (uuid or unique name) for disks whose SR is not in O(sr_map).
-      - If not set, the destination pool's default SR.
-    type: str
-  network_map:
-    description:
-      - Source network (uuid or name) to destination network (uuid or name).
-      - A network not in the map goes to the destination network of the same name; if there is
-        none the module fails rather than let XAPI create a new, unconnected network.
-    type: dict
-    default: {}
-  mode:
-    description:
-      - V(cold) migrates a halted VM. V(auto) picks V(cold) for a halted VM.
-      - V(warm) (running VMs) is not available yet.
-    type: str
-    choices: [auto, cold, warm]
-    default: auto
   source_disposition:
     description:
       - What happens to the source VM after the destination is verified.
@@ -140,12 +67,6 @@ options:
         the jobs reading from it.
     type: int
     default: 1
-  progress_file:
-    description:
-      - If set, a JSON file rewritten about twice a second while data moves (bytes done, rate,
-        ETA, node k of n), for a play that runs this module with C(async) to show progress.
-      - Progress is also shown as a XAPI task on both pools, named after the VM.
-    type: path
 notes:
   - Needs the C(XenAPI) Python library and libnbd's Python bindings (Debian package
     C(python3-libnbd)) on the host that runs it; data moves through that host, so delegate
@@ -239,68 +160,32 @@ reports:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.xapi.sxm.plugins.module_utils import migrate
+from ansible_collections.xapi.sxm.plugins.module_utils.plan import find_vm
+from ansible_collections.xapi.sxm.plugins.module_utils.report import merged_report, write_reports
+from ansible_collections.xapi.sxm.plugins.module_utils.sxm_module import SxmModule, vm_spec
 
-from ansible_collections.xapi.sxm.plugins.module_utils.ansible_common import connect, pool_option
-from ansible_collections.xapi.sxm.plugins.module_utils.migrate import MigrationError, Options, migrate
-from ansible_collections.xapi.sxm.plugins.module_utils.report import side_by_side, tree_lines, write_reports
-from ansible_collections.xapi.sxm.plugins.module_utils.xapi import XapiFailure
 
-try:
-    from ansible_collections.xapi.sxm.plugins.module_utils.datapath import DataPathError
-except ImportError:  # pragma: no cover
-    DataPathError = Exception
+def work(m):
+    src, dst = m.pools()
+    options = m.options()
+    job = find_vm(src, options.vm)[1]["uuid"]
+    with m.job(dst, job, watch=True) as cancel:
+        result = merged_report([migrate.migrate(src, dst, options, m.check_mode, cancel, partial=m.partial)])
+    if m.params["report_dir"] and not m.check_mode:
+        result["reports"] = write_reports(result, m.params["report_dir"])
+    return result
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            source=pool_option(),
-            destination=pool_option(),
-            vm=dict(type="str", required=True),
-            sr_map=dict(type="dict", default={}),
-            default_sr=dict(type="str"),
-            network_map=dict(type="dict", default={}),
-            mode=dict(type="str", choices=["auto", "cold", "warm"], default="auto"),
-            source_disposition=dict(type="str", choices=["keep", "block", "destroy"], default="keep"),
-            use_cbt=dict(type="bool", default=True),
-            verify=dict(type="bool", default=True),
-            report_dir=dict(type="path"),
-            bandwidth_limit=dict(type="int", default=0),
-            progress_file=dict(type="path"),
-            nbd_connections=dict(type="int", default=1),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
-    try:
-        options = Options(p["vm"], sr_map=p["sr_map"], default_sr=p["default_sr"],
-                          network_map=p["network_map"], mode=p["mode"],
-                          source_disposition=p["source_disposition"], use_cbt=p["use_cbt"],
-                          verify=p["verify"], bandwidth_limit=p["bandwidth_limit"] or None,
-                          progress_file=p["progress_file"], nbd_connections=p["nbd_connections"])
-    except MigrationError as e:
-        module.fail_json(msg=str(e))
-    src = connect(module, p["source"])
-    dst = None
-    try:
-        dst = connect(module, p["destination"])
-        result = migrate(src, dst, options, check_mode=module.check_mode)
-    except (MigrationError, XapiFailure, DataPathError) as e:
-        module.fail_json(msg=str(getattr(e, "message", e)))
-    finally:
-        src.logout()
-        if dst is not None:
-            dst.logout()
-    if result.get("destination_tree"):
-        result["trees"] = side_by_side(tree_lines(result["source_tree"]),
-                                       tree_lines(result["destination_tree"]))
-    if p["report_dir"] and not module.check_mode:
-        result["reports"] = write_reports(result, p["report_dir"])
-    # AnsibleModule returns what module.warn() collected as `warnings`
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    module.exit_json(**result)
+    spec = vm_spec()
+    spec.update(source_disposition=dict(type="str", choices=["keep", "block", "destroy"], default="keep"),
+                use_cbt=dict(type="bool", default=True),
+                verify=dict(type="bool", default=True),
+                report_dir=dict(type="path"),
+                bandwidth_limit=dict(type="int", default=0),
+                nbd_connections=dict(type="int", default=1))
+    SxmModule(spec, pools=2, job=True).run(work)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ sys.path.insert(0, os.path.join(REPO, "build", "collections"))
 
 from ansible_collections.xapi.sxm.plugins.module_utils import migrate as migration  # noqa: E402
 from ansible_collections.xapi.sxm.plugins.module_utils import tree as treemod  # noqa: E402
+from ansible_collections.xapi.sxm.plugins.module_utils import verify as verification  # noqa: E402
+from ansible_collections.xapi.sxm.plugins.module_utils.errors import VerificationError  # noqa: E402
+from ansible_collections.xapi.sxm.plugins.module_utils.plan import nbd_uses_tls  # noqa: E402
 from ansible_collections.xapi.sxm.plugins.module_utils.xapi import Connection  # noqa: E402
 
 MiB = 1 << 20
@@ -39,9 +42,9 @@ def test_verification_names_the_disk_that_differs(pools, connect):
         pairs = {}
         for disk in result["disks"]:
             pairs.update(disk["pairs"])
-        with pytest.raises(migration.MigrationError) as failure:
-            migration.verify(src, dst, treemod.discover(src, vm), dst_vm, pairs,
-                             migration.nbd_uses_tls(src), {})
+        with pytest.raises(VerificationError) as failure:
+            verification.verify(src, dst, treemod.discover(src, vm), dst_vm, pairs,
+                                nbd_uses_tls(src), nbd_uses_tls(dst))
         message = str(failure.value)
         assert "disk 1 of verified differs on the destination" in message
         assert message.count("differs") == 1

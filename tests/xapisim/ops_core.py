@@ -28,6 +28,12 @@ def host_get_server_certificate(ctx, host):
         return f.read()
 
 
+@implements("host.get_servertime")
+def host_get_servertime(ctx, host):
+    # the pool's own clock: clients compare heartbeats written by other machines against it
+    return now_text()
+
+
 # ---- tasks ----------------------------------------------------------------------------------
 
 @implements("task.create")

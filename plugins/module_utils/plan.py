@@ -1,0 +1,191 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, xapi.sxm contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Preflight and plan (DESIGN.md steps 1 and 3): find the VM, check it can move, and decide per
+disk the walk order, the destination SR and the sizes. Every step of the flow plans afresh
+from both pools (a few batched calls), so each can run alone; the plan is data that
+``--check`` prints and that one module can hand to the next.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.xapi.sxm.plugins.module_utils import datapath, markers, tree as treemod
+from ansible_collections.xapi.sxm.plugins.module_utils.errors import InputError, PreflightError, XapiFailure
+
+MODES = ("auto", "cold", "warm")
+DISPOSITIONS = ("keep", "block", "destroy")
+
+
+class Options:
+    """What the user asked for, checked before anything is read from a pool."""
+
+    def __init__(self, vm, sr_map=None, default_sr=None, network_map=None, mode="auto",
+                 source_disposition="keep", use_cbt=True, verify=True, bandwidth_limit=None,
+                 progress_file=None, nbd_connections=datapath.NBD_CONNECTIONS, userdevices=None):
+        if not vm:
+            raise InputError("vm is empty: give the VM's uuid or its unique name")
+        if mode not in MODES:
+            raise InputError("mode %r: choose one of %s" % (mode, ", ".join(MODES)))
+        if source_disposition not in DISPOSITIONS:
+            raise InputError("source_disposition %r: choose one of %s"
+                             % (source_disposition, ", ".join(DISPOSITIONS)))
+        if bandwidth_limit is not None and bandwidth_limit < 0:
+            raise InputError("bandwidth_limit %d is negative: give bytes per second, or 0 for "
+                             "no limit" % bandwidth_limit)
+        if not 1 <= nbd_connections <= datapath.NBD_CONNECTIONS_MAX:
+            raise InputError("nbd_connections must be between 1 and %d (XAPI serves %d NBD "
+                             "connections per host)" % (datapath.NBD_CONNECTIONS_MAX,
+                                                        datapath.NBD_CONNECTIONS_MAX))
+        self.vm = vm
+        self.sr_map = dict(sr_map or {})
+        self.default_sr = default_sr
+        self.network_map = dict(network_map or {})
+        self.mode = mode
+        self.source_disposition = source_disposition
+        self.use_cbt = use_cbt
+        self.verify = verify
+        self.bandwidth_limit = bandwidth_limit or None
+        self.progress_file = progress_file
+        self.nbd_connections = nbd_connections
+        self.userdevices = [str(u) for u in userdevices] if userdevices else None
+
+
+def find_vm(conn, wanted):
+    """A VM (not a snapshot or template) by uuid or unique name."""
+    try:
+        ref = conn.call("VM.get_by_uuid", wanted)
+    except XapiFailure:
+        found = conn.call("VM.get_all_records_where", 'field "name__label"="%s"' % wanted.replace('"', '\\"'))
+        refs = [r for r, rec in found.items()
+                if not rec["is_a_snapshot"] and not rec["is_a_template"] and not rec["is_control_domain"]]
+        if not refs:
+            raise InputError("no VM named or with uuid %r on the source pool" % wanted,
+                             advice="check the name or uuid; nothing was changed")
+        if len(refs) > 1:
+            raise InputError("%d VMs are named %r on the source pool: give the uuid" % (len(refs), wanted))
+        ref = refs[0]
+    rec = conn.call("VM.get_record", ref)
+    if rec["is_a_snapshot"] or rec["is_a_template"] or rec.get("is_control_domain"):
+        raise InputError("%r is a snapshot, template or control domain, not a VM: give the VM itself" % wanted)
+    return ref, rec
+
+
+def nbd_uses_tls(conn):
+    purposes = set()
+    for rec in conn.call("network.get_all_records").values():
+        purposes.update(rec.get("purpose", []))
+    return "insecure_nbd" not in purposes
+
+
+def destination_sr_for(dst, src_sr_uuid, options):
+    wanted = options.sr_map.get(src_sr_uuid) or options.default_sr
+    if wanted:
+        try:
+            return dst.call("SR.get_by_uuid", wanted)
+        except XapiFailure:
+            refs = dst.call("SR.get_by_name_label", wanted)
+            if len(refs) == 1:
+                return refs[0]
+            raise InputError("the destination pool has no SR %r (from sr_map or default_sr)" % wanted)
+    pool = dst.call("pool.get_all")[0]
+    sr = dst.call("pool.get_default_SR", pool)
+    if sr in ("", treemod.NULL):
+        raise InputError("the destination pool has no default SR: give default_sr or sr_map")
+    return sr
+
+
+def check_movable(vm_rec, tree, options):
+    if options.mode == "warm":
+        raise InputError("mode 'warm' is not available yet: only cold migrations of halted VMs "
+                         "are built")
+    if vm_rec["power_state"] != "Halted":
+        raise PreflightError("VM %s is %s: cold migration needs it halted. Shut it down, then run "
+                             "again (warm migration of running VMs is not built yet)"
+                             % (vm_rec["name_label"], vm_rec["power_state"]))
+    checkpoints = [n.name_label for n in tree.snapshots if n.is_checkpoint]
+    if checkpoints:
+        raise PreflightError("snapshots with memory (checkpoints) are not supported yet: %s"
+                             % ", ".join(sorted(checkpoints)))
+
+
+def make_plan(src, dst, options):
+    """Everything decided before data moves. Returns a dict: ``vm_ref``, ``vm`` (record),
+    ``tree`` (tree.Tree), ``disks`` (per disk: walk, SRs, sizes), ``tls``."""
+    vm_ref, vm_rec = find_vm(src, options.vm)
+    tree = treemod.discover(src, vm_ref)
+    check_movable(vm_rec, tree, options)
+    devices = tree.userdevices()
+    if options.userdevices:
+        unknown = sorted(set(options.userdevices) - set(devices))
+        if unknown:
+            raise InputError("the VM has no disk at userdevice %s (it has %s)"
+                             % (", ".join(unknown), ", ".join(devices) or "none"))
+        devices = [d for d in devices if d in options.userdevices]
+    disks = [plan_disk(src, dst, tree, userdevice, options) for userdevice in devices]
+    return {"vm_ref": vm_ref, "vm": vm_rec, "tree": tree, "disks": disks, "tls": nbd_uses_tls(src),
+            "job": vm_rec["uuid"]}
+
+
+def plan_disk(src, dst, tree, userdevice, options):
+    walk = tree.walk(userdevice)
+    leaf = tree.vm.disks.get(userdevice)
+    model = leaf or walk[-1].disks[userdevice]
+    src_sr_uuid = src.call("SR.get_uuid", model.sr_ref)
+    dst_sr = destination_sr_for(dst, src_sr_uuid, options)
+    return {
+        "userdevice": userdevice, "source_sr": src_sr_uuid,
+        "destination_sr": dst.call("SR.get_uuid", dst_sr), "destination_sr_ref": dst_sr,
+        "walk": [n.name_label for n in walk], "walk_uuids": [n.uuid for n in walk],
+        "has_leaf": leaf is not None,
+        "virtual_size": model.virtual_size,
+        "estimated_bytes": sum(n.disks[userdevice].physical_utilisation for n in walk)
+        + (leaf.physical_utilisation if leaf else 0),
+        # an upper bound: every node read in full (CBT and block status read less)
+        "bytes_to_read": sum(n.disks[userdevice].virtual_size for n in walk)
+        + (leaf.virtual_size if leaf else 0),
+        "cbt": all(n.disks[userdevice].cbt_enabled for n in walk) and (leaf is None or leaf.cbt_enabled),
+    }
+
+
+def plan_summary(the_plan):
+    """The plan as plain data (no refs): what --check prints and results carry."""
+    return {"disks": [{k: v for k, v in d.items() if k != "destination_sr_ref"} for d in the_plan["disks"]],
+            "nbd_tls": the_plan["tls"]}
+
+
+def destination_progress(dst, the_plan):
+    """What the destination already holds of this job: per disk the nodes mirrored and what
+    the working disk holds, and the VM's state."""
+    job = the_plan["job"]
+    vdis = markers.job_vdis(dst, [d["destination_sr_ref"] for d in the_plan["disks"]], job)
+    disks = []
+    for disk in the_plan["disks"]:
+        mine = [rec for rec in vdis.values() if rec["other_config"].get(markers.DEVICE) == disk["userdevice"]]
+        nodes = {rec["other_config"].get(markers.SOURCE) for rec in mine
+                 if rec["other_config"].get(markers.ROLE) == "node"}
+        working = [rec for rec in mine if rec["other_config"].get(markers.ROLE) == "working"
+                   and not rec["is_a_snapshot"]]
+        disks.append({"userdevice": disk["userdevice"],
+                      "nodes_mirrored": len(nodes & set(walk_vdi_uuids(the_plan["tree"], disk))),
+                      "nodes": len(disk["walk_uuids"]),
+                      "working_vdi_holds": working[0]["other_config"].get(markers.HOLDS) if working else None})
+    dummy, vm_rec = markers.destination_vm(dst, job)
+    return {"disks": disks, "vm_state": markers.state_of(vm_rec)}
+
+
+def walk_vdi_uuids(tree, disk):
+    device = disk["userdevice"]
+    return [n.disks[device].uuid for n in tree.walk(device)]
+
+
+def progress_text(dst, the_plan):
+    """What the destination holds of this job, as lines (the ``--diff`` of the steps)."""
+    status = destination_progress(dst, the_plan)
+    lines = ["destination VM: %s" % (status["vm_state"] or "none")]
+    for disk in status["disks"]:
+        lines.append("disk %s: %d of %d snapshot nodes mirrored; working disk holds %s"
+                     % (disk["userdevice"], disk["nodes_mirrored"], disk["nodes"],
+                        (disk["working_vdi_holds"] or "nothing").split(":")[0]))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,119 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, xapi.sxm contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Verification (DESIGN.md step 7): both trees isomorphic and every disk's bytes equal, read
+over NBD on both pools. What was verified is recorded on the destination VM as a fingerprint
+of the source state, so that the cut-over can refuse a source that changed since.
+
+The fingerprint has two parts: ``records`` (every node's uuid, name, description, time and
+parent, and per disk its VDI uuid and size: cheap to recompute) and ``content`` (a digest of
+each VM disk's block digests: a write to a halted disk shows only there, and recomputing it
+reads the disk).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible_collections.xapi.sxm.plugins.module_utils import datapath, tree as treemod
+from ansible_collections.xapi.sxm.plugins.module_utils.errors import VerificationError
+
+VERIFY_READERS = 4
+
+
+def records_fingerprint(tree):
+    nodes = []
+    for node in tree.nodes.values():
+        nodes.append([node.uuid, node.parent.uuid if node.parent else None, node.name_label,
+                      node.name_description, node.snapshot_time, node.is_vm,
+                      sorted([d.userdevice, d.uuid, d.virtual_size] for d in node.disks.values())])
+    return hashlib.sha256(json.dumps(sorted(nodes, key=str)).encode()).hexdigest()[:32]
+
+
+def content_fingerprint(leaf_fingerprints):
+    return hashlib.sha256(json.dumps(sorted(leaf_fingerprints.items())).encode()).hexdigest()[:32]
+
+
+def fingerprint(tree, leaf_fingerprints):
+    return "records:%s content:%s" % (records_fingerprint(tree), content_fingerprint(leaf_fingerprints))
+
+
+def parse_fingerprint(text):
+    parts = dict(p.split(":", 1) for p in (text or "").split() if ":" in p)
+    return parts.get("records"), parts.get("content")
+
+
+def leaf_fingerprints(src, tree, tls):
+    """{userdevice: content fingerprint} of the VM's own disks, read from the source."""
+    disks = sorted(tree.vm.disks.values(), key=lambda d: int(d.userdevice))
+    with ThreadPoolExecutor(max_workers=VERIFY_READERS) as readers:
+        digests = list(readers.map(lambda d: digest_of(src, d.vdi_ref, d.virtual_size, tls), disks))
+    return dict((disk.userdevice, datapath.content_fingerprint(digests[i])) for i, disk in enumerate(disks))
+
+
+def verify(src, dst, tree, dst_ref, pairs, tls, dst_tls):
+    """Compare trees and every disk's content. Returns {destination_tree, verified_disks,
+    fingerprint}; raises VerificationError naming every difference."""
+    dst_tree = treemod.discover(dst, dst_ref)
+    problems = compare_trees(tree, dst_tree)
+    to_read = []
+    for node in list(tree.snapshots) + [tree.vm]:
+        for disk in node.disks.values():
+            if disk.uuid in pairs:
+                to_read.append((node, disk))
+            else:
+                problems.append("disk %s of %s has no destination copy" % (disk.userdevice, node.name_label))
+
+    def both_digests(pair):
+        disk = pair[1]
+        dst_vdi = dst.call("VDI.get_by_uuid", pairs[disk.uuid])
+        return (digest_of(src, disk.vdi_ref, disk.virtual_size, tls),
+                digest_of(dst, dst_vdi, disk.virtual_size, dst_tls))
+    # several disks at once: a tree of small disks is mostly connection set-up, and libnbd and
+    # hashlib let threads overlap; at most VERIFY_READERS NBD connections on each pool
+    with ThreadPoolExecutor(max_workers=VERIFY_READERS) as readers:
+        digests = list(readers.map(both_digests, to_read))
+    leaves = {}
+    for index, (node, disk) in enumerate(to_read):
+        source, destination = digests[index]
+        if source != destination:
+            problems.append("disk %s of %s differs on the destination" % (disk.userdevice, node.name_label))
+        if node.is_vm:
+            leaves[disk.userdevice] = datapath.content_fingerprint(source)
+    if problems:
+        raise VerificationError("verification failed (the source is untouched): " + "; ".join(problems),
+                                partial={"destination_tree": dst_tree.to_dict()})
+    return {"destination_tree": dst_tree.to_dict(), "verified_disks": len(to_read),
+            "fingerprint": fingerprint(tree, leaves)}
+
+
+def digest_of(conn, vdi_ref, size, tls):
+    records = conn.call("VDI.get_nbd_info", vdi_ref)
+    with datapath.NbdSource(datapath.pick_nbd_record(records), tls=tls) as source:
+        return datapath.copy_node(source, size, datapath.NullWriter())[0]
+
+
+def compare_trees(a, b):
+    """Differences between two trees: names, descriptions, times, parent links, disks."""
+    problems = []
+    nb = {n.uuid: n for n in b.nodes.values()}
+    for node in a.nodes.values():
+        other = nb.get(node.uuid)
+        if other is None:
+            problems.append("%s is missing on the destination" % node.name_label)
+            continue
+        for field in ("name_label", "name_description", "snapshot_time"):
+            if getattr(node, field) != getattr(other, field):
+                problems.append("%s: %s differs (%r, %r)" % (node.name_label, field,
+                                                             getattr(node, field), getattr(other, field)))
+        if (node.parent.uuid if node.parent else None) != (other.parent.uuid if other.parent else None):
+            problems.append("%s: parent differs" % node.name_label)
+        if sorted(node.disks) != sorted(other.disks):
+            problems.append("%s: disks differ (%s, %s)" % (node.name_label, sorted(node.disks), sorted(other.disks)))
+    if len(nb) != len(a.nodes):
+        problems.append("the destination has %d nodes, the source %d" % (len(nb), len(a.nodes)))
+    return problems

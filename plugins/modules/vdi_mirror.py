@@ -1,0 +1,159 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, xapi.sxm contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: vdi_mirror
+short_description: Mirror the snapshot trees of a VM's disks to another pool over NBD
+version_added: 0.2.0
+description:
+  - For each disk of the VM (or those in O(userdevices)), one working disk on the destination
+    walks the disk's snapshot tree, inactive branches first: at each node only the blocks that
+    differ from what the working disk holds are written, then the working disk is snapshotted
+    as the node's destination disk. Last, the working disk is brought to the VM's own disk.
+  - Data is read from the source over NBD (TLS pinned to the certificate the pool returns)
+    and written with chunked raw imports. Only blocks whose content differs travel; changed
+    block tracking, where both disks have it, limits what is read.
+  - Idempotent and resumable. Every destination disk carries C(sxm:*) markers; the working
+    disk records exactly what it holds. A re-run skips what is done, and a node or leaf that
+    no longer matches its source (a revert, a deleted snapshot, a write to the halted disk)
+    is redone from what the working disk really holds.
+  - The long step of a migration: run it with C(async) and wait with
+    M(xapi.sxm.migration_wait), which keeps O(keepalive_file) fresh and prints progress.
+author:
+  - xapi.sxm contributors (@xapi-sxm)
+extends_documentation_fragment:
+  - xapi.sxm.pools
+  - xapi.sxm.migration
+  - xapi.sxm.job
+options:
+  userdevices:
+    description: Mirror only these disks (VBD C(userdevice)); all disks if not set.
+    type: list
+    elements: str
+  use_cbt:
+    description: Use changed block tracking, where both disks have it, to read less.
+    type: bool
+    default: true
+  bandwidth_limit:
+    description:
+      - Bytes per second this job may read from the source, shared by all its connections.
+        V(0) means no limit.
+    type: int
+    default: 0
+  nbd_connections:
+    description:
+      - NBD connections that read one disk, when at least 256 MiB per connection is to be read
+        (1 to 16; XAPI serves 16 per host, shared by all the jobs reading from it).
+    type: int
+    default: 1
+notes:
+  - Needs the C(XenAPI) Python library and libnbd's Python bindings (Debian package
+    C(python3-libnbd)) on the host that runs it; data moves through that host.
+  - The source pool needs a network with the C(nbd) (or C(insecure_nbd)) purpose; reading back
+    what the working disk holds after a changed source needs one on the destination too.
+  - Supports check mode (says what would be mirrored).
+seealso:
+  - module: xapi.sxm.migration_wait
+  - module: xapi.sxm.vm_metadata
+"""
+
+EXAMPLES = r"""
+- name: Mirror the disks of vm01 to pool B, in the background
+  xapi.sxm.vdi_mirror:
+    source:
+      url: "{{ pool_a_url }}"
+      username: root
+      password: "{{ pool_a_password }}"
+      ca_path: "{{ pool_a_ca }}"
+    destination:
+      url: "{{ pool_b_url }}"
+      username: root
+      password: "{{ pool_b_password }}"
+      ca_path: "{{ pool_b_ca }}"
+    vm: vm01
+    progress_file: /tmp/sxm-vm01.progress
+    keepalive_file: /tmp/sxm-vm01.alive
+  async: 86400
+  poll: 0
+  register: mirror_job
+
+- name: Wait for it, printing progress
+  xapi.sxm.migration_wait:
+    jid: "{{ mirror_job.ansible_job_id }}"
+    progress_file: /tmp/sxm-vm01.progress
+    keepalive_file: /tmp/sxm-vm01.alive
+    label: vm01
+  register: mirrored
+"""
+
+RETURN = r"""
+vm_uuid:
+  description: Uuid of the VM.
+  returned: always
+  type: str
+disks:
+  description:
+    - Per disk the source to destination VDI pairs, bytes read and written, nodes mirrored and
+      already done, stale node disks removed, bytes of the working disk read back.
+  returned: always
+  type: list
+  elements: dict
+bytes_written:
+  description: Bytes of disk data written to the destination by this run.
+  returned: when data moved
+  type: int
+bytes_read:
+  description: Bytes read from the source by this run.
+  returned: when data moved
+  type: int
+walk_minimum_bytes:
+  description: The least data the tree walk must write (blocks where consecutive nodes differ).
+  returned: when data moved
+  type: int
+edge_minimum_bytes:
+  description: The sum of the per-edge differences of the tree, for comparison.
+  returned: when data moved
+  type: int
+timings:
+  description: Seconds spent moving data (C(data_s)).
+  returned: when data moved
+  type: dict
+"""
+
+from ansible_collections.xapi.sxm.plugins.module_utils import migrate
+from ansible_collections.xapi.sxm.plugins.module_utils.plan import progress_text
+from ansible_collections.xapi.sxm.plugins.module_utils.sxm_module import SxmModule, vm_spec
+
+
+def work(m):
+    src, dst = m.pools()
+    options = m.options()
+    the_plan = migrate.make_plan(src, dst, options)
+    m.partial.update(vm_uuid=the_plan["job"])
+    before = progress_text(dst, the_plan) if m.module._diff else None
+    with m.job(dst, the_plan["job"], watch=True) as cancel:
+        result = migrate.mirror_step(src, dst, the_plan, options, m.check_mode, cancel,
+                                     on_disk=m.partial.update)
+    if before is not None:
+        result["diff_texts"] = (before, progress_text(dst, the_plan) if not m.check_mode else
+                                "every disk mirrored\n")
+    return result
+
+
+def main():
+    spec = vm_spec()
+    spec.update(userdevices=dict(type="list", elements="str"),
+                use_cbt=dict(type="bool", default=True),
+                bandwidth_limit=dict(type="int", default=0),
+                nbd_connections=dict(type="int", default=1))
+    SxmModule(spec, pools=2, job=True).run(work)
+
+
+if __name__ == "__main__":
+    main()
