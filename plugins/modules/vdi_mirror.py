@@ -13,7 +13,7 @@ short_description: Mirror the snapshot trees of a VM's disks to another pool ove
 version_added: 0.2.0
 description:
   - For each disk of the VM (or those in O(userdevices)), one working disk on the destination
-    walks the disk's snapshot tree, inactive branches first: at each node only the blocks that
+    walks the snapshot tree of the disk, inactive branches first; at each node only the blocks that
     differ from what the working disk holds are written, then the working disk is snapshotted
     as the node's destination disk. Last, the working disk is brought to the VM's own disk.
   - Data is read from the source over NBD (TLS pinned to the certificate the pool returns)
@@ -23,7 +23,7 @@ description:
     disk records exactly what it holds. A re-run skips what is done, and a node or leaf that
     no longer matches its source (a revert, a deleted snapshot, a write to the halted disk)
     is redone from what the working disk really holds.
-  - The long step of a migration: run it with C(async) and wait with
+  - The long step of a migration. Run it with C(async) and wait with
     M(xapi.sxm.migration_wait), which keeps O(keepalive_file) fresh and prints progress.
 author:
   - xapi.sxm contributors (@xapi-sxm)

@@ -131,7 +131,7 @@ def test_two_racing_acquirers_exactly_one_wins(dest):
         barrier = threading.Barrier(2)
         outcome = {}
 
-        def contend(name, lock, barrier=barrier, outcome=outcome):
+        def contend(name, lock, barrier, outcome):
             barrier.wait()
             try:
                 lock.acquire()
@@ -140,7 +140,7 @@ def test_two_racing_acquirers_exactly_one_wins(dest):
                 outcome[name] = "refused"
 
         locks = {name: dest.lock(job, name, conn=dest.connect(), timeout=TIMEOUT) for name in ("a", "b")}
-        threads = [threading.Thread(target=contend, args=(n, lk)) for n, lk in locks.items()]
+        threads = [threading.Thread(target=contend, args=(n, lk, barrier, outcome)) for n, lk in locks.items()]
         for t in threads:
             t.start()
         for t in threads:
