@@ -27,6 +27,7 @@ ASYNC_KEYS = frozenset(("ansible_job_id", "started", "finished", "results_file",
 # A poll that cannot reach the host (an ssh hiccup to a mover host) is retried for this long:
 # giving up at once would let the job stop itself although it is fine.
 UNREACHABLE_GRACE_S = 300
+FIRST_POLL_S = 0.25
 
 
 class ActionModule(ActionBase):
@@ -73,6 +74,9 @@ class ActionModule(ActionBase):
         self._unreachable_since = None
         started = time.monotonic()
         polls = 0
+        # a short job should not wait a whole interval: the first polls come sooner, doubling
+        # up to the interval
+        delay = min(FIRST_POLL_S, args["interval"])
         while True:
             poll_started = time.monotonic()
             answer = self._poll(module_args, task_vars)
@@ -85,7 +89,8 @@ class ActionModule(ActionBase):
             lines.show(answer.get("progress"), waited)
             if waited >= args["timeout"]:
                 return timed_out(args, polls, waited)
-            time.sleep(max(0.0, args["interval"] - (time.monotonic() - poll_started)))
+            time.sleep(max(0.0, delay - (time.monotonic() - poll_started)))
+            delay = min(args["interval"], delay * 2)
 
     def _poll(self, module_args, task_vars):
         """One run of the module; a host that cannot be reached counts as a job still running
@@ -158,6 +163,8 @@ class ProgressLines:
 
 def progress_line(state):
     """One line from the progress file of plugins/module_utils/progress.py (Progress.state())."""
+    if not state.get("nodes"):
+        return "%s, %d s so far" % (state["phase"], float(state.get("elapsed_s") or 0))
     try:
         eta = state.get("eta_s")
         return "%s, disk %s node %s of %s (%s): %.1f of %.1f MiB, %.1f MiB/s, ETA %s s" % (

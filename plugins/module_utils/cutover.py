@@ -70,6 +70,11 @@ def apply_disposition(src, dst, the_plan, dst_rec, how, check_mode):
 
 def check_content_unchanged(src, the_plan, dst_rec):
     dummy, content = verification.parse_fingerprint(dst_rec["other_config"].get(markers.VERIFIED))
+    if content == "unverified":
+        raise StateError("the destination's disks were not compared with the source's (verification "
+                         "without content): the source is not destroyed",
+                         advice="run migration_verify with content: true (role: sxm_verify: true), then "
+                                "the cut-over again")
     now = verification.content_fingerprint(
         verification.leaf_fingerprints(src, the_plan["tree"], the_plan["tls"]))
     if content != now:

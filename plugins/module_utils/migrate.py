@@ -61,7 +61,7 @@ def mirror_step(src, dst, the_plan, options, check_mode=False, cancel=None, on_d
     started = time.time()
     progress = Progress([src, dst], PROGRESS_LABEL % the_plan["vm"]["name_label"],
                         sum(d["bytes_to_read"] for d in the_plan["disks"]), options.progress_file,
-                        cancel=cancel).start()
+                        cancel=cancel, description="xapi.sxm migration of VM %s" % the_plan["job"]).start()
     limiter = datapath.RateLimiter(options.bandwidth_limit) if options.bandwidth_limit else None
     dst_tls = planning.nbd_uses_tls(dst)
     ok = False

@@ -23,9 +23,11 @@ FILE_INTERVAL = 0.5
 class Progress:
     """Counts bytes read against an estimate of the bytes to read, and publishes."""
 
-    def __init__(self, conns, label, total_bytes, path=None, clock=time.monotonic, cancel=None):
+    def __init__(self, conns, label, total_bytes, path=None, clock=time.monotonic, cancel=None,
+                 description="xapi.sxm migration"):
         self.conns = list(conns)
         self.label = label
+        self.description = description
         self.total = max(1, int(total_bytes))
         self.path = path
         self.clock = clock
@@ -41,9 +43,12 @@ class Progress:
         self.cancel = cancel      # checked as data moves: a cancelled job stops mid-node
 
     def start(self):
+        """Create the tasks. Pending tasks of the same label and description are a killed
+        run's (the caller holds the job's lock): they are removed first."""
         for conn in self.conns:
+            remove_stale_tasks(conn, self.label, self.description)
             try:
-                task = conn.call("task.create", self.label, "xapi.sxm migration")
+                task = conn.call("task.create", self.label, self.description)
                 self.tasks.append((conn, task))
             except XapiFailure:
                 pass  # progress is a courtesy; the migration does not depend on it
@@ -92,7 +97,9 @@ class Progress:
                 "fraction": round(self.fraction(), 4), "rate_bytes_per_s": int(rate),
                 "eta_s": int(remaining / rate) if rate > 0 else None, "disk": self.disk,
                 "node": self.node[0], "nodes": self.node[1], "node_name": self.node[2],
-                "elapsed_s": round(elapsed, 1), "updated": time.time()}
+                "elapsed_s": round(elapsed, 1), "updated": time.time(),
+                # the waiter tells a job that was killed outright (no result will come) by it
+                "pid": os.getpid()}
 
     def publish(self, force=False):
         now = self.clock()
@@ -116,6 +123,16 @@ class Progress:
             except XapiFailure:
                 pass
         self.tasks = []
+
+
+def remove_stale_tasks(conn, label, description):
+    try:
+        tasks = conn.call("task.get_all_records_where", 'field "name__label"="%s"' % label.replace('"', '\\"'))
+        for ref, rec in tasks.items():
+            if rec["status"] == "pending" and rec["name_description"] == description:
+                conn.call("task.destroy", ref)
+    except XapiFailure:
+        pass  # progress is a courtesy; a task we may not remove stays
 
 
 def write_json_atomically(path, data):

@@ -51,7 +51,9 @@ options:
     type: path
   interval:
     description:
-      - Seconds from the start of one look to the start of the next.
+      - Seconds from the start of one look to the start of the next. The first looks come
+        sooner (after 0.25 s, doubling up to O(interval)), so that a short job is not waited
+        for a whole interval.
     type: float
     default: 2
   progress_every:
@@ -162,6 +164,35 @@ def job_finished(data):
     return "started" not in data or bool(data.get("finished"))
 
 
+def job_died(job_path, progress_path, progress):
+    """Whether the job's own process is gone: the progress file names its pid, and was
+    written by this job (not older than the job file async_wrapper wrote when it started).
+    async_wrapper records a result when the module dies alone; when the whole job was killed
+    (an operator, the OOM killer, a reboot) nothing would ever say so."""
+    pid = (progress or {}).get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        if os.path.getmtime(progress_path) < os.path.getmtime(job_path):
+            return False
+    except OSError:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def died(pid):
+    return {"failed": True, "error_code": "SXM_JOB_DIED",
+            "msg": "the job's process (pid %d) is gone without leaving a result: it was killed. What to do: "
+                   "run again to continue: completed steps are kept and skipped" % pid,
+            "advice": "run again to continue: completed steps are kept and skipped"}
+
+
 def read_progress(path):
     if not path:
         return None
@@ -200,6 +231,10 @@ def main():
         module.fail_json(msg="could not find job %s: no file %s" % (params["jid"], job_path),
                          results_file=job_path)
     progress = read_progress(params["progress_file"])
+    if not job_finished(data) and job_died(job_path, params["progress_file"], progress):
+        data = read_job(job_path) or {}
+        if not job_finished(data):
+            data = died(progress["pid"])
     if job_finished(data):
         # nothing may stay behind in the async directory, and the job no longer needs keeping alive
         remove(job_path)

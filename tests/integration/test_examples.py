@@ -13,6 +13,10 @@ from xapisim import scenario
 from harness import REPO, pool_vars, run_playbook
 
 MiB = 1 << 20
+# every module's examples, in the order a migration runs them: cleanup first (nothing to remove
+# yet), the steps, the report from the steps' registered results, the one-task composite last
+EXAMPLES_IN_FLOW_ORDER = ["snapshot_tree_info", "migration_cleanup", "migration_plan", "vdi_mirror", "vm_metadata",
+                          "migration_verify", "vm_cutover", "migration_report", "vm_migrate"]
 
 
 def examples_of(module):
@@ -43,7 +47,7 @@ def test_module_examples_run(pools, connect, tmp_path):
     fresh_vm01(pools, connect)
     play = [{"name": "examples", "hosts": "localhost", "gather_facts": False,
              "vars": example_vars(pools),
-             "tasks": examples_of("snapshot_tree_info") + examples_of("vm_migrate")}]
+             "tasks": [task for module in EXAMPLES_IN_FLOW_ORDER for task in examples_of(module)]}]
     playbook = os.path.join(REPO, "playbooks", ".examples-under-test.yml")
     with open(playbook, "w") as f:
         yaml.safe_dump(play, f)
@@ -54,6 +58,7 @@ def test_module_examples_run(pools, connect, tmp_path):
     assert stats["failed"] == 0
     assert "  s2  " in output
     assert "bytes written for 3 nodes" in output
+    assert "disk 0: s1 -> s2" in output
 
 
 def test_readme_variables_file_runs(pools, connect, tmp_path):

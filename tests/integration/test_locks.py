@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 
+import pytest
 from xapisim import scenario
 
 from checks import assert_migrated
@@ -43,27 +44,36 @@ def role_vars(pools, vm_uuid, tmp_path, **extra):
 
 
 def start_playbook(variables, tmp_path):
+    """ansible-playbook in the background; its modules inherit a tag in their environment, by
+    which module_pids finds them (and never another run's, on a shared machine)."""
     vars_file = tmp_path / ("bg-%s.json" % uuid.uuid4().hex[:6])
     vars_file.write_text(json.dumps(variables))
     log = open(tmp_path / ("bg-%s.log" % uuid.uuid4().hex[:6]), "w")
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    tag = uuid.uuid4().hex
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               SXM_TEST_RUN=tag)
     proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
                              os.path.join(REPO, "playbooks", "migrate_vm.yml"), "-e", "@%s" % vars_file],
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    proc.log = log.name
+    proc.log, proc.tag = log.name, tag
     return proc
 
 
-def module_pids(name="vdi_mirror"):
-    """The module's own process (not async_wrapper's, whose command line names it too)."""
+def module_pids(tag, name="vdi_mirror", wrapper_too=False):
+    """The module's own process of the run tagged ``tag`` (with ``wrapper_too``, also
+    async_wrapper's, whose command line names the module too)."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open("/proc/%s/cmdline" % entry, "rb") as f:
                     cmdline = f.read()
-                if ("AnsiballZ_%s" % name).encode() in cmdline and b"async_wrapper" not in cmdline:
-                    found.append(int(entry))
+                if ("AnsiballZ_%s" % name).encode() not in cmdline or \
+                        (not wrapper_too and b"async_wrapper" in cmdline):
+                    continue
+                with open("/proc/%s/environ" % entry, "rb") as f:
+                    if ("SXM_TEST_RUN=%s" % tag).encode() in f.read().split(b"\0"):
+                        found.append(int(entry))
             except OSError:
                 continue
     return found
@@ -83,16 +93,16 @@ def lock_held(y, vm_uuid):
     return lock_keys(y.xenapi.pool.get_other_config(y.xenapi.pool.get_all()[0]), vm_uuid)
 
 
-def copying(y, vm_uuid):
-    return module_pids() and [k for k in lock_held(y, vm_uuid) if k.startswith("sxm:lock:")]
+def copying(y, vm_uuid, run):
+    return module_pids(run.tag) and [k for k in lock_held(y, vm_uuid) if k.startswith("sxm:lock:")]
 
 
 def test_two_runs_at_once(pools, connect, tmp_path):
     x, y = connect(0), connect(1)
     vm_uuid = slow_vm(pools, x)
     first = start_playbook(role_vars(pools, vm_uuid, tmp_path), tmp_path)
-    wait_for(lambda: copying(y, vm_uuid), 60, "the first run's copy")
-    pid = module_pids()[0]
+    wait_for(lambda: copying(y, vm_uuid, first), 60, "the first run's copy")
+    pid = module_pids(first.tag)[0]
     stats, output = run_playbook("migrate_vm.yml", role_vars(pools, vm_uuid, tmp_path), tmp_path,
                                  expect_failure=True)
     assert "SXM_LOCK_HELD" in output and "vdi_mirror" in output and ("pid %d" % pid) in output, output[-3000:]
@@ -105,7 +115,7 @@ def test_killed_controller_leaves_a_job_that_stops_itself(pools, connect, tmp_pa
     x, y = connect(0), connect(1)
     vm_uuid = slow_vm(pools, x)
     run = start_playbook(role_vars(pools, vm_uuid, tmp_path), tmp_path)
-    wait_for(lambda: copying(y, vm_uuid), 60, "the copy")
+    wait_for(lambda: copying(y, vm_uuid, run), 60, "the copy")
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
     killed = time.monotonic()
@@ -113,7 +123,7 @@ def test_killed_controller_leaves_a_job_that_stops_itself(pools, connect, tmp_pa
     stats, output = run_playbook("migrate_vm.yml", role_vars(pools, vm_uuid, tmp_path), tmp_path,
                                  expect_failure=True)
     assert "SXM_LOCK_HELD" in output, output[-3000:]
-    wait_for(lambda: not module_pids(), ORPHAN_TIMEOUT + 20, "the orphaned module to stop")
+    wait_for(lambda: not module_pids(run.tag), ORPHAN_TIMEOUT + 20, "the orphaned module to stop")
     stopped_after = time.monotonic() - killed
     assert stopped_after <= ORPHAN_TIMEOUT + 20
     assert lock_held(y, vm_uuid) == [], "the orphan did not free its lock"
@@ -123,16 +133,20 @@ def test_killed_controller_leaves_a_job_that_stops_itself(pools, connect, tmp_pa
     assert_migrated(x, y, vm_uuid)
 
 
-def test_killed_module_lock_is_taken_over(pools, connect, tmp_path):
+@pytest.mark.parametrize("whole_job", [False, True], ids=["module", "module and async_wrapper"])
+def test_killed_module_lock_is_taken_over(pools, connect, tmp_path, whole_job):
     x, y = connect(0), connect(1)
     vm_uuid = slow_vm(pools, x)
     run = start_playbook(role_vars(pools, vm_uuid, tmp_path), tmp_path)
-    wait_for(lambda: copying(y, vm_uuid), 60, "the copy")
-    for pid in module_pids():
+    wait_for(lambda: copying(y, vm_uuid, run), 60, "the copy")
+    for pid in module_pids(run.tag, wrapper_too=whole_job):
         os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
-    # async_wrapper records the dead module as a failed job, and the waiting play fails
+    # the waiting play fails: async_wrapper records the dead module as a failed job, and a
+    # job killed with its wrapper is found dead by migration_wait (its pid is gone)
     assert run.wait(60) != 0
+    if whole_job:
+        assert "SXM_JOB_DIED" in open(run.log).read()
     assert [k for k in lock_held(y, vm_uuid) if k.startswith("sxm:lock:")], "a killed module keeps its lock"
     time.sleep(max(0, LOCK_TIMEOUT + 2 - (time.monotonic() - killed)))
     stats, output = run_playbook("migrate_vm.yml", role_vars(pools, vm_uuid, tmp_path, sxm_bandwidth_limit=0),

@@ -87,3 +87,20 @@ def test_module_defaults_of_both_action_groups(pools, connect, tmp_path):
                  "tree.tree.nodes | length == 3", "plan.plan.disks | length == 1", "migrated.changed"]}}]
     stats, output = run_tasks("defaults", tasks, defaults, tmp_path)
     assert stats["failed"] == 0, output[-3000:]
+
+
+def test_the_composite_and_the_other_modules_alone_twice(pools, connect, tmp_path):
+    x = connect(0)
+    vm, _ = scenario.build_tree(pools[0], x, "composite-%s" % uuid.uuid4().hex[:6], [4 * MiB], TREE)
+    vm_uuid = x.xenapi.VM.get_uuid(vm)
+    defaults = {"group/xapi.sxm.pool": pool_vars(pools[0]), **migration_defaults(pools, vm_uuid)}
+    tasks = []
+    for name, args in (("vm_migrate", {}), ("snapshot_tree_info", {"vm": vm_uuid}),
+                       ("migration_report", {"results": []})):
+        tasks += [{"name": "%s first" % name, "xapi.sxm.%s" % name: args, "register": "first"},
+                  {"name": "%s again" % name, "xapi.sxm.%s" % name: args, "register": "again"},
+                  {"name": "%s unchanged" % name, "ansible.builtin.assert": {"that": [
+                      "not again.changed", "first.changed == (%r == 'vm_migrate')" % name]}}]
+    stats, output = run_tasks("composite", tasks, defaults, tmp_path)
+    assert stats["failed"] == 0, output[-3000:]
+    assert_migrated(x, connect(1), vm_uuid)

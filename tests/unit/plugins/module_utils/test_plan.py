@@ -1,0 +1,128 @@
+"""plan.py: Options refuses what cannot work before any pool is read; against simulated pools,
+the plan of a branched tree walks each disk with the inactive branch first, and a running VM,
+an unknown or ambiguous VM name and an unknown disk are refused. Before anything is mirrored
+the destination holds nothing of the job."""
+
+import uuid
+
+import pytest
+from xapisim import scenario
+
+from ansible_collections.xapi.sxm.plugins.module_utils import plan as planning
+from ansible_collections.xapi.sxm.plugins.module_utils.errors import InputError, PreflightError
+from ansible_collections.xapi.sxm.plugins.module_utils.xapi import Connection
+
+MiB = 1 << 20
+# s1 -> {s2 (active) -> VM, s3 (newer, reverted away from)}: the walk is s1, s3, s2
+TREE = [("write", "a"), ("snap", "s1"), ("write", "b"), ("snap", "s2"), ("revert", "s1"),
+        ("write", "c"), ("snap", "s3"), ("revert", "s2"), ("write", "d")]
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"vm": ""}, "vm is empty"),
+    ({"vm": "x", "bandwidth_limit": -1}, "negative"),
+    ({"vm": "x", "nbd_connections": 0}, "between 1 and 16"),
+    ({"vm": "x", "nbd_connections": 17}, "between 1 and 16"),
+    ({"vm": "x", "mode": "hot"}, "mode 'hot'"),
+    ({"vm": "x", "source_disposition": "shred"}, "source_disposition 'shred'"),
+])
+def test_options_refuse_what_cannot_work(kwargs, words):
+    with pytest.raises(InputError) as info:
+        planning.Options(**kwargs)
+    assert words in info.value.message and info.value.code == "SXM_INVALID_INPUT"
+
+
+def test_options_accept_the_bounds():
+    assert planning.Options("x", nbd_connections=16, bandwidth_limit=0).bandwidth_limit is None
+    assert planning.Options("x", nbd_connections=1, userdevices=[0, 1]).userdevices == ["0", "1"]
+
+
+def connection(pool):
+    return Connection(pool["url"], pool["username"], pool["password"], ca_path=pool["ca_file"]).login()
+
+
+def remove_vm(x, vm):
+    vdis = set()
+    for owner in x.xenapi.VM.get_snapshots(vm) + [vm]:
+        vdis.update(scenario.disks(x, owner).values())
+        x.xenapi.VM.destroy(owner)
+    for vdi in vdis:
+        x.xenapi.VDI.destroy(vdi)
+
+
+@pytest.fixture
+def env(pools, connect):
+    """(src, dst product Connections, raw source session, list of VMs removed at the end)."""
+    src, dst, x, made = connection(pools[0]), connection(pools[1]), connect(0), []
+    yield src, dst, x, made
+    for vm in made:
+        if x.xenapi.VM.get_power_state(vm) != "Halted":
+            x.xenapi.VM.hard_shutdown(vm)
+        remove_vm(x, vm)
+    src.logout()
+    dst.logout()
+
+
+def name():
+    return "plan-%s" % uuid.uuid4().hex[:8]
+
+
+def test_plan_of_a_branched_tree(pools, env):
+    src, dst, x, made = env
+    vm, snaps = scenario.build_tree(pools[0], x, name(), [4 * MiB, 2 * MiB], TREE)
+    made.append(vm)
+    vm_uuid = x.xenapi.VM.get_uuid(vm)
+    the_plan = planning.make_plan(src, dst, planning.Options(vm_uuid))
+    assert the_plan["job"] == vm_uuid and the_plan["vm_ref"] == vm
+    default_sr = dst.call("SR.get_uuid", dst.call("pool.get_default_SR", dst.call("pool.get_all")[0]))
+    assert [d["userdevice"] for d in the_plan["disks"]] == ["0", "1"]
+    for disk, size in zip(the_plan["disks"], [4 * MiB, 2 * MiB]):
+        assert disk["walk"] == ["s1", "s3", "s2"], "the inactive branch s3 first, the active s2 last"
+        assert disk["walk_uuids"] == [x.xenapi.VM.get_uuid(snaps[s]) for s in ("s1", "s3", "s2")]
+        assert disk["has_leaf"] is True and disk["virtual_size"] == size
+        assert disk["bytes_to_read"] == 4 * size
+        assert disk["destination_sr"] == default_sr
+    summary = planning.plan_summary(the_plan)
+    assert "destination_sr_ref" not in summary["disks"][0] and summary["nbd_tls"] is the_plan["tls"]
+
+    status = planning.destination_progress(dst, the_plan)
+    assert status == {"vm_state": None, "disks": [
+        {"userdevice": d, "nodes_mirrored": 0, "nodes": 3, "working_vdi_holds": None} for d in ("0", "1")]}
+    assert planning.progress_text(dst, the_plan).startswith("destination VM: none\ndisk 0: 0 of 3")
+
+    only = planning.make_plan(src, dst, planning.Options(vm_uuid, userdevices=[1]))
+    assert [d["userdevice"] for d in only["disks"]] == ["1"]
+    with pytest.raises(InputError) as info:
+        planning.make_plan(src, dst, planning.Options(vm_uuid, userdevices=[0, 7]))
+    assert "no disk at userdevice 7 (it has 0, 1)" in info.value.message
+
+
+def test_a_running_vm_is_refused(pools, env):
+    src, dst, x, made = env
+    vm_name = name()
+    vm = scenario.create_vm(x, vm_name, [1 * MiB])
+    made.append(vm)
+    x.xenapi.VM.start(vm, False, False)
+    with pytest.raises(PreflightError) as info:
+        planning.make_plan(src, dst, planning.Options(vm_name))
+    assert "is Running" in info.value.message and "halted" in info.value.message
+    assert info.value.code == "SXM_PREFLIGHT"
+    x.xenapi.VM.hard_shutdown(vm)
+    with pytest.raises(InputError, match="'warm' is not available yet"):
+        planning.make_plan(src, dst, planning.Options(vm_name, mode="warm"))
+
+
+def test_unknown_and_ambiguous_names_are_refused(pools, env):
+    src, dst, x, made = env
+    with pytest.raises(InputError) as info:
+        planning.make_plan(src, dst, planning.Options("no-such-vm-%s" % uuid.uuid4().hex))
+    assert "no VM named or with uuid" in info.value.message
+    twice = name()
+    made.extend(scenario.create_vm(x, twice, [1 * MiB]) for _ in range(2))
+    with pytest.raises(InputError) as info:
+        planning.make_plan(src, dst, planning.Options(twice))
+    assert "2 VMs are named %r" % twice in info.value.message and "give the uuid" in info.value.message
+    snap = x.xenapi.VM.snapshot(made[-1], "snap")
+    made.insert(0, snap)
+    with pytest.raises(InputError, match="is a snapshot, template or control domain"):
+        planning.make_plan(src, dst, planning.Options(x.xenapi.VM.get_uuid(snap)))
