@@ -88,7 +88,7 @@ def main(argv=None):
     print("results: %s" % os.path.relpath(out, h.REPO))
     failed = [t for t in results["thresholds"] if t["ok"] is False]
     for t in failed:
-        print("ABOVE THRESHOLD: %s = %s (issue #4 wants %s)" % (t["key"], t["value"], t["want"]))
+        print("ABOVE THRESHOLD: %s = %s (the issue wants %s)" % (t["key"], t["value"], t["want"]))
     return 0
 
 

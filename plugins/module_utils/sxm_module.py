@@ -59,6 +59,15 @@ def vm_spec():
     )
 
 
+def data_path_spec():
+    """How disk data is read (doc fragment xapi.sxm.data_path)."""
+    return dict(
+        use_cbt=dict(type="bool", default=True),
+        bandwidth_limit=dict(type="int", default=0),
+        nbd_connections=dict(type="int", default=1),
+    )
+
+
 def job_spec():
     """How a long job is watched (doc fragment xapi.sxm.job)."""
     return dict(

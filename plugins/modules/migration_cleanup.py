@@ -42,16 +42,8 @@ seealso:
 EXAMPLES = r"""
 - name: Remove what a failed migration of vm01 left on pool B
   xapi.sxm.migration_cleanup:
-    source:
-      url: "{{ pool_a_url }}"
-      username: root
-      password: "{{ pool_a_password }}"
-      ca_path: "{{ pool_a_ca }}"
-    destination:
-      url: "{{ pool_b_url }}"
-      username: root
-      password: "{{ pool_b_password }}"
-      ca_path: "{{ pool_b_ca }}"
+    source: "{{ pool_a }}"
+    destination: "{{ pool_b }}"
     vm: vm01
 """
 

@@ -31,18 +31,11 @@ seealso:
 """
 
 EXAMPLES = r"""
+# pool_a and pool_b: dicts with url, username, password and ca_path (for example from a vault)
 - name: Plan the migration of vm01 from pool A to pool B
   xapi.sxm.migration_plan:
-    source:
-      url: "{{ pool_a_url }}"
-      username: root
-      password: "{{ pool_a_password }}"
-      ca_path: "{{ pool_a_ca }}"
-    destination:
-      url: "{{ pool_b_url }}"
-      username: root
-      password: "{{ pool_b_password }}"
-      ca_path: "{{ pool_b_ca }}"
+    source: "{{ pool_a }}"
+    destination: "{{ pool_b }}"
     vm: vm01
   register: plan
 

@@ -31,27 +31,12 @@ extends_documentation_fragment:
   - xapi.sxm.pools
   - xapi.sxm.migration
   - xapi.sxm.job
+  - xapi.sxm.data_path
 options:
   userdevices:
     description: Mirror only these disks (VBD C(userdevice)); all disks if not set.
     type: list
     elements: str
-  use_cbt:
-    description: Use changed block tracking, where both disks have it, to read less.
-    type: bool
-    default: true
-  bandwidth_limit:
-    description:
-      - Bytes per second this job may read from the source, shared by all its connections.
-        V(0) means no limit.
-    type: int
-    default: 0
-  nbd_connections:
-    description:
-      - NBD connections that read one disk, when at least 256 MiB per connection is to be read
-        (1 to 16; XAPI serves 16 per host, shared by all the jobs reading from it).
-    type: int
-    default: 1
 notes:
   - Needs the C(XenAPI) Python library and libnbd's Python bindings (Debian package
     C(python3-libnbd)) on the host that runs it; data moves through that host.
@@ -66,16 +51,8 @@ seealso:
 EXAMPLES = r"""
 - name: Mirror the disks of vm01 to pool B, in the background
   xapi.sxm.vdi_mirror:
-    source:
-      url: "{{ pool_a_url }}"
-      username: root
-      password: "{{ pool_a_password }}"
-      ca_path: "{{ pool_a_ca }}"
-    destination:
-      url: "{{ pool_b_url }}"
-      username: root
-      password: "{{ pool_b_password }}"
-      ca_path: "{{ pool_b_ca }}"
+    source: "{{ pool_a }}"
+    destination: "{{ pool_b }}"
     vm: vm01
     progress_file: /tmp/sxm-vm01.progress
     keepalive_file: /tmp/sxm-vm01.alive
@@ -128,7 +105,7 @@ timings:
 
 from ansible_collections.xapi.sxm.plugins.module_utils import migrate
 from ansible_collections.xapi.sxm.plugins.module_utils.plan import progress_text
-from ansible_collections.xapi.sxm.plugins.module_utils.sxm_module import SxmModule, vm_spec
+from ansible_collections.xapi.sxm.plugins.module_utils.sxm_module import SxmModule, data_path_spec, vm_spec
 
 
 def work(m):
@@ -148,10 +125,7 @@ def work(m):
 
 def main():
     spec = vm_spec()
-    spec.update(userdevices=dict(type="list", elements="str"),
-                use_cbt=dict(type="bool", default=True),
-                bandwidth_limit=dict(type="int", default=0),
-                nbd_connections=dict(type="int", default=1))
+    spec.update(data_path_spec(), userdevices=dict(type="list", elements="str"))
     SxmModule(spec, pools=2, job=True).run(work)
 
 

@@ -42,16 +42,8 @@ seealso:
 EXAMPLES = r"""
 - name: Cut vm01 over to pool B and block it on pool A
   xapi.sxm.vm_cutover:
-    source:
-      url: "{{ pool_a_url }}"
-      username: root
-      password: "{{ pool_a_password }}"
-      ca_path: "{{ pool_a_ca }}"
-    destination:
-      url: "{{ pool_b_url }}"
-      username: root
-      password: "{{ pool_b_password }}"
-      ca_path: "{{ pool_b_ca }}"
+    source: "{{ pool_a }}"
+    destination: "{{ pool_b }}"
     vm: vm01
     source_disposition: block
 """

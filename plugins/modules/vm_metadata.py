@@ -39,16 +39,8 @@ seealso:
 EXAMPLES = r"""
 - name: Import vm01's metadata on pool B, once its disks are mirrored
   xapi.sxm.vm_metadata:
-    source:
-      url: "{{ pool_a_url }}"
-      username: root
-      password: "{{ pool_a_password }}"
-      ca_path: "{{ pool_a_ca }}"
-    destination:
-      url: "{{ pool_b_url }}"
-      username: root
-      password: "{{ pool_b_password }}"
-      ca_path: "{{ pool_b_ca }}"
+    source: "{{ pool_a }}"
+    destination: "{{ pool_b }}"
     vm: vm01
   register: imported
 """

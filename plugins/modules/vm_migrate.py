@@ -33,6 +33,7 @@ extends_documentation_fragment:
   - xapi.sxm.pools
   - xapi.sxm.migration
   - xapi.sxm.job
+  - xapi.sxm.data_path
 options:
   source_disposition:
     description:
@@ -42,10 +43,6 @@ options:
     type: str
     choices: [keep, block, destroy]
     default: keep
-  use_cbt:
-    description: Use changed block tracking, where both disks have it, to read less.
-    type: bool
-    default: true
   verify:
     description: Compare both trees and every disk's content after the copy.
     type: bool
@@ -53,20 +50,6 @@ options:
   report_dir:
     description: If set, a JSON and a Markdown report are written there.
     type: path
-  bandwidth_limit:
-    description:
-      - Bytes per second this migration may read from the source, shared by all its
-        connections. V(0) means no limit.
-    type: int
-    default: 0
-  nbd_connections:
-    description:
-      - NBD connections that read one disk at a time, when at least 256 MiB per connection
-        is to be read. More help when reading is the slower half (TLS on a host with spare
-        cores); where CPU is short they only add load. XAPI serves 16 per host, shared by all
-        the jobs reading from it.
-    type: int
-    default: 1
 notes:
   - Needs the C(XenAPI) Python library and libnbd's Python bindings (Debian package
     C(python3-libnbd)) on the host that runs it; data moves through that host, so delegate
@@ -163,7 +146,7 @@ reports:
 from ansible_collections.xapi.sxm.plugins.module_utils import migrate
 from ansible_collections.xapi.sxm.plugins.module_utils.plan import find_vm
 from ansible_collections.xapi.sxm.plugins.module_utils.report import merged_report, write_reports
-from ansible_collections.xapi.sxm.plugins.module_utils.sxm_module import SxmModule, vm_spec
+from ansible_collections.xapi.sxm.plugins.module_utils.sxm_module import SxmModule, data_path_spec, vm_spec
 
 
 def work(m):
@@ -179,12 +162,9 @@ def work(m):
 
 def main():
     spec = vm_spec()
-    spec.update(source_disposition=dict(type="str", choices=["keep", "block", "destroy"], default="keep"),
-                use_cbt=dict(type="bool", default=True),
-                verify=dict(type="bool", default=True),
-                report_dir=dict(type="path"),
-                bandwidth_limit=dict(type="int", default=0),
-                nbd_connections=dict(type="int", default=1))
+    spec.update(data_path_spec(), source_disposition=dict(type="str", choices=["keep", "block", "destroy"],
+                                                          default="keep"),
+                verify=dict(type="bool", default=True), report_dir=dict(type="path"))
     SxmModule(spec, pools=2, job=True).run(work)
 
 

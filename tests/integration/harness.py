@@ -21,7 +21,7 @@ def pool_vars(pool, user="root"):
 RECAP = re.compile(r"^localhost\s*:\s*(.*)$", re.M)
 
 
-def run_playbook(playbook, extra_vars, tmp_path, check=False, expect_failure=False):
+def run_playbook(playbook, extra_vars, tmp_path, check=False, expect_failure=False, diff=False):
     """Run a playbook of this repository; returns (the recap counts of localhost, output).
     Fails the test when ansible-playbook fails (or, with expect_failure, when it does not)."""
     vars_file = tmp_path / ("vars-%d.json" % len(list(tmp_path.glob("vars-*.json"))))
@@ -31,6 +31,8 @@ def run_playbook(playbook, extra_vars, tmp_path, check=False, expect_failure=Fal
            os.path.join(REPO, "playbooks", playbook), "-e", "@%s" % vars_file]
     if check:
         cmd.append("--check")
+    if diff:
+        cmd.append("--diff")
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     output = proc.stdout + proc.stderr
     if expect_failure:

@@ -29,7 +29,8 @@ def examples_of(module):
 def example_vars(pools):
     return {"pool_a_url": pools[0]["url"], "pool_a_password": pools[0]["password"],
             "pool_a_ca": pools[0]["ca_file"], "pool_b_url": pools[1]["url"],
-            "pool_b_password": pools[1]["password"], "pool_b_ca": pools[1]["ca_file"]}
+            "pool_b_password": pools[1]["password"], "pool_b_ca": pools[1]["ca_file"],
+            "pool_a": pool_vars(pools[0]), "pool_b": pool_vars(pools[1])}
 
 
 def fresh_vm01(pools, connect):

@@ -104,3 +104,19 @@ def test_the_composite_and_the_other_modules_alone_twice(pools, connect, tmp_pat
     stats, output = run_tasks("composite", tasks, defaults, tmp_path)
     assert stats["failed"] == 0, output[-3000:]
     assert_migrated(x, connect(1), vm_uuid)
+
+
+def test_check_and_diff_through_the_role_print_the_plan_and_what_would_change(pools, connect, tmp_path):
+    src, dst = connect(0), connect(1)
+    vm, _ = scenario.build_tree(pools[0], src, "diff-%s" % uuid.uuid4().hex[:6], [4 * MiB], TREE)
+    vm_uuid = src.xenapi.VM.get_uuid(vm)
+    before = inventory(src), inventory(dst)
+    variables = {"sxm_source": pool_vars(pools[0]), "sxm_destination": pool_vars(pools[1]), "sxm_vm": vm_uuid}
+    stats, output = run_playbook("migrate_vm.yml", variables, tmp_path, check=True, diff=True)
+    assert stats["failed"] == 0 and stats["changed"] >= 1
+    # the plan: the tree, then a line per disk
+    assert "s2  " in output and "disk 0: 2 snapshot(s) and the VM's own disk" in output, output[-3000:]
+    # the diff of the mirror step: what the destination holds, and what it would hold
+    assert "disk 0: 0 of 2 snapshot nodes mirrored; working disk holds nothing" in output, output[-3000:]
+    assert "every disk mirrored" in output
+    assert (inventory(src), inventory(dst)) == before
