@@ -30,7 +30,8 @@ extends_documentation_fragment:
   - xapi.sxm.migration
   - xapi.sxm.job
 notes:
-  - Supports check mode (a dry-run import checks networks and versions).
+  - Supports check mode (a dry-run import checks networks and versions) and diff mode (the
+    destination's tree before and after).
 seealso:
   - module: xapi.sxm.vdi_mirror
   - module: xapi.sxm.migration_verify
@@ -61,20 +62,31 @@ snapshot_time_not_kept:
   elements: dict
 """
 
-from ansible_collections.xapi.sxm.plugins.module_utils import migrate
-from ansible_collections.xapi.sxm.plugins.module_utils.plan import progress_text
+from ansible_collections.xapi.sxm.plugins.module_utils import markers, migrate
+from ansible_collections.xapi.sxm.plugins.module_utils.report import tree_lines
 from ansible_collections.xapi.sxm.plugins.module_utils.sxm_module import SxmModule, vm_spec
+from ansible_collections.xapi.sxm.plugins.module_utils.tree import discover
+
+
+def destination_tree_text(dst, job):
+    """The destination VM's tree as text (the ``--diff`` of this step)."""
+    ref, rec = markers.destination_vm(dst, job)
+    if ref is None:
+        return "no VM %s on the destination\n" % job
+    return "\n".join(tree_lines(discover(dst, ref).to_dict())) + "\n"
 
 
 def work(m):
     src, dst = m.pools()
     options = m.options()
     the_plan = migrate.make_plan(src, dst, options)
-    before = progress_text(dst, the_plan) if m.module._diff else None
+    before = destination_tree_text(dst, the_plan["job"]) if m.module._diff else None
     with m.job(dst, the_plan["job"]):
         result = migrate.metadata_step(src, dst, the_plan, options, m.check_mode)
     if before is not None:
-        result["diff_texts"] = (before, progress_text(dst, the_plan))
+        after = ("\n".join(tree_lines(the_plan["tree"].to_dict())) + "\n" if m.check_mode
+                 else destination_tree_text(dst, the_plan["job"]))
+        result["diff_texts"] = (before, after)
     return result
 
 

@@ -119,4 +119,6 @@ def test_check_and_diff_through_the_role_print_the_plan_and_what_would_change(po
     # the diff of the mirror step: what the destination holds, and what it would hold
     assert "disk 0: 0 of 2 snapshot nodes mirrored; working disk holds nothing" in output, output[-3000:]
     assert "every disk mirrored" in output
+    # and of the metadata step: no VM before, the source's tree after
+    assert "no VM %s on the destination" % vm_uuid in output
     assert (inventory(src), inventory(dst)) == before
