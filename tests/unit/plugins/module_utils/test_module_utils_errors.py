@@ -15,7 +15,7 @@ from ansible_collections.xapi.sxm.plugins.module_utils.errors import (
 
 
 def test_error_classes_cover_every_subclass_with_distinct_codes_and_advice():
-    defined = {c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, SxmError)}
+    defined = {c for dummy, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, SxmError)}
     found = error_classes()
     assert set(found) == defined and len(found) == len(defined) >= 11
     codes = [c.code for c in found]
@@ -25,7 +25,7 @@ def test_error_classes_cover_every_subclass_with_distinct_codes_and_advice():
 
 def test_a_xenapi_failure_keeps_xapis_code_and_params():
     e = error_from(XenAPI.Failure(["VDI_IN_USE", "OpaqueRef:1", "destroy"]))
-    assert type(e) is XapiFailure
+    assert e.__class__ is XapiFailure
     assert e.code == "VDI_IN_USE" and e.params == ["OpaqueRef:1", "destroy"]
     assert "VDI_IN_USE" in e.message
     assert error_from(XenAPI.Failure([])).code == "UNKNOWN"
@@ -41,7 +41,7 @@ def test_a_xenapi_failure_keeps_xapis_code_and_params():
 ])
 def test_foreign_exceptions_get_the_documented_code(exc, cls, code):
     e = error_from(exc)
-    assert type(e) is cls and e.code == code
+    assert e.__class__ is cls and e.code == code
     assert e.message and e.advice
 
 

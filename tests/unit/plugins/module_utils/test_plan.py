@@ -118,7 +118,7 @@ def test_unknown_and_ambiguous_names_are_refused(pools, env):
         planning.make_plan(src, dst, planning.Options("no-such-vm-%s" % uuid.uuid4().hex))
     assert "no VM named or with uuid" in info.value.message
     twice = name()
-    made.extend(scenario.create_vm(x, twice, [1 * MiB]) for _ in range(2))
+    made.extend(scenario.create_vm(x, twice, [1 * MiB]) for dummy in range(2))
     with pytest.raises(InputError) as info:
         planning.make_plan(src, dst, planning.Options(twice))
     assert "2 VMs are named %r" % twice in info.value.message and "give the uuid" in info.value.message

@@ -36,7 +36,7 @@ def test_explain_of_an_unknown_code_falls_back_to_code_and_params():
 
 
 def test_backoff_grows_with_the_attempt_within_its_jitter():
-    samples = {attempt: [xapi.backoff(2.0, attempt) for _ in range(300)] for attempt in (1, 2, 3)}
+    samples = {attempt: [xapi.backoff(2.0, attempt) for dummy in range(300)] for attempt in (1, 2, 3)}
     for attempt, values in samples.items():
         assert all(0.5 * 2.0 * attempt <= v <= 1.5 * 2.0 * attempt for v in values), attempt
         assert max(values) - min(values) > 0.5 * 2.0 * attempt, "no jitter"
