@@ -403,8 +403,14 @@ class FrameBuffer:
         return self.view[:self.used + FRAME.size]
 
     def close(self):
-        self.view.release()
-        self.memory.close()
+        try:
+            self.view.release()
+            self.memory.close()
+        except BufferError:
+            # a request cut short (the job was cancelled, a read failed) still holds a view of
+            # the body: the mapping goes with the last view, and the first error must not be
+            # replaced by this one
+            pass
 
 
 class FramePool:

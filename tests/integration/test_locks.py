@@ -5,6 +5,7 @@
 - the module itself killed (SIGKILL): a re-run takes its lock over once its heartbeat is
   sxm_lock_timeout old, and finishes."""
 
+import glob
 import json
 import os
 import signal
@@ -79,6 +80,20 @@ def module_pids(tag, name="vdi_mirror", wrapper_too=False):
     return found
 
 
+def orphan_results(vm_uuid):
+    """The error codes of the async job results that name the VM, removed once read: with
+    its controller gone, nobody else reads them."""
+    folder = os.path.expanduser(os.environ.get("ANSIBLE_ASYNC_DIR", "~/.ansible_async"))
+    codes = []
+    for path in glob.glob(os.path.join(folder, "*")):
+        with open(path) as f:
+            text = f.read()
+        if vm_uuid in text:
+            codes.append(json.loads(text).get("error_code"))
+            os.unlink(path)
+    return codes
+
+
 def wait_for(condition, seconds, what):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -127,6 +142,8 @@ def test_killed_controller_leaves_a_job_that_stops_itself(pools, connect, tmp_pa
     stopped_after = time.monotonic() - killed
     assert stopped_after <= ORPHAN_TIMEOUT + 20
     assert lock_held(y, vm_uuid) == [], "the orphan did not free its lock"
+    # it says why it stopped, in the result async_wrapper keeps (nobody polls it any more)
+    assert "SXM_CANCELLED" in orphan_results(vm_uuid), orphan_results(vm_uuid)
     stats, output = run_playbook("migrate_vm.yml", role_vars(pools, vm_uuid, tmp_path, sxm_bandwidth_limit=0),
                                  tmp_path)
     assert stats["failed"] == 0
