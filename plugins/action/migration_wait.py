@@ -9,6 +9,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import time
 
 from ansible.errors import AnsibleConnectionFailure
@@ -77,7 +78,13 @@ class ActionModule(ActionBase):
         # a short job should not wait a whole interval: the first polls come sooner, doubling
         # up to the interval
         delay = min(FIRST_POLL_S, args["interval"])
+        # Ansible's workers detach (setsid): one whose ansible-playbook was killed outright
+        # lives on, and its polls would keep an abandoned job alive. It stops polling instead,
+        # so that the job stops itself once its keepalive file is stale.
+        controller = os.getppid()
         while True:
+            if os.getppid() != controller:
+                return controller_gone(controller, polls, time.monotonic() - started)
             poll_started = time.monotonic()
             answer = self._poll(module_args, task_vars)
             polls += 1
@@ -159,6 +166,12 @@ class ProgressLines:
             return
         self.last_at, self.last_phase = now, phase
         display.display(self.prefix + (progress_line(state) if phase else "running, %d s so far" % now))
+
+
+def controller_gone(pid, polls, waited):
+    return {"failed": True, "error_code": "SXM_CANCELLED", "polls": polls, "waited_s": round(waited, 1),
+            "msg": "the controller (ansible-playbook, pid %d) is gone: stopped waiting, and the job stops "
+                   "itself once nothing keeps it alive" % pid}
 
 
 def progress_line(state):

@@ -81,15 +81,15 @@ def module_pids(tag, name="vdi_mirror", wrapper_too=False):
 
 
 def orphan_results(vm_uuid):
-    """The error codes of the async job results that name the VM, removed once read: with
-    its controller gone, nobody else reads them."""
+    """The error codes (or, for a result without one, its start) of the async job results
+    that name the VM, removed once read: with its controller gone, nobody else reads them."""
     folder = os.path.expanduser(os.environ.get("ANSIBLE_ASYNC_DIR", "~/.ansible_async"))
     codes = []
     for path in glob.glob(os.path.join(folder, "*")):
         with open(path) as f:
             text = f.read()
         if vm_uuid in text:
-            codes.append(json.loads(text).get("error_code"))
+            codes.append(json.loads(text).get("error_code") or text[:300])
             os.unlink(path)
     return codes
 
