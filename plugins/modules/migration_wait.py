@@ -95,6 +95,7 @@ EXAMPLES = r"""
     vm: vm01
     sr_map: {}
     progress_file: /tmp/sxm-progress-vm01.json
+    keepalive_file: /tmp/sxm-keepalive-vm01
   async: 86400
   poll: 0
   register: job
@@ -103,6 +104,7 @@ EXAMPLES = r"""
   xapi.sxm.migration_wait:
     jid: "{{ job.ansible_job_id | default('') }}"
     progress_file: /tmp/sxm-progress-vm01.json
+    keepalive_file: /tmp/sxm-keepalive-vm01
     label: vm01
   register: migration
 """

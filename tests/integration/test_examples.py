@@ -16,7 +16,7 @@ MiB = 1 << 20
 # every module's examples, in the order a migration runs them: cleanup first (nothing to remove
 # yet), the steps, the report from the steps' registered results, the one-task composite last
 EXAMPLES_IN_FLOW_ORDER = ["snapshot_tree_info", "migration_cleanup", "migration_plan", "vdi_mirror", "vm_metadata",
-                          "migration_verify", "vm_cutover", "migration_report", "vm_migrate"]
+                          "migration_verify", "vm_cutover", "migration_report", "vm_migrate", "migration_wait"]
 
 
 def examples_of(module):
