@@ -192,6 +192,8 @@ def migrate(src, dst, options, check_mode=False, cancel=None, partial=None):
     started = time.time()
     the_plan = make_plan(src, dst, options)
     steps = [plan_step(src, dst, the_plan)]
+    # a network that cannot be mapped is found before any byte moves
+    metadata.exported_metadata(src, dst, the_plan["job"], options.network_map)
     partial = partial if partial is not None else {}
 
     def done(step):

@@ -186,6 +186,7 @@ class DiskMirror:
     def _prepare(self, walk, leaf):
         """Find or create W; remove what a crash half made and the nodes of snapshots that no
         longer exist. Returns {source uuid: destination uuid} of the nodes already done."""
+        self._remove_from_other_srs()
         working, done, half = find_marked(self.dst, self.dst_sr, self.job, self.userdevice)
         in_tree = {n.disks[self.userdevice].uuid for n in walk}
         for source_uuid in sorted(done):
@@ -200,6 +201,17 @@ class DiskMirror:
         self.w_rec = self.dst.call("VDI.get_record", self.w_ref)
         self.result.working_vdi, self.result.working_uuid = self.w_ref, self.w_rec["uuid"]
         return dict((uuid, found[1]["uuid"]) for uuid, found in done.items())
+
+    def _remove_from_other_srs(self):
+        """What an earlier run made for this disk on another SR (the destination SR was
+        changed between runs) is not reused: it is removed, snapshots first."""
+        for sr in self.dst.call("SR.get_all"):
+            if sr == self.dst_sr:
+                continue
+            working, done, half = find_marked(self.dst, sr, self.job, self.userdevice)
+            for ref in half + [found[0] for found in done.values()] + ([working[0]] if working else []):
+                self.dst.call("VDI.destroy", ref)
+                self.result.changed = True
 
     def _resolve_held(self, walk, leaf, done):
         """What W holds now, checked against the source as it is (see the module's

@@ -110,9 +110,18 @@ def check_movable(vm_rec, tree, options):
                              % ", ".join(sorted(checkpoints)))
 
 
+def check_two_pools(src, dst):
+    """Source and destination must be two pools: the same one twice would have the
+    migration find its own copy, and a disposition remove it."""
+    if src.call("pool.get_uuid", src.call("pool.get_all")[0]) == dst.call("pool.get_uuid", dst.call("pool.get_all")[0]):
+        raise InputError("the source and the destination are the same pool (%s): give another destination"
+                         % dst.url, advice="nothing was changed; point destination at another pool")
+
+
 def make_plan(src, dst, options):
     """Everything decided before data moves. Returns a dict: ``vm_ref``, ``vm`` (record),
     ``tree`` (tree.Tree), ``disks`` (per disk: walk, SRs, sizes), ``tls``."""
+    check_two_pools(src, dst)
     vm_ref, vm_rec = find_vm(src, options.vm)
     tree = treemod.discover(src, vm_ref)
     check_movable(vm_rec, tree, options)

@@ -81,3 +81,25 @@ def test_rerun_after_the_source_changed(pools, connect, failure, change):
     assert_nothing_left_behind(y, vm_uuid, before_dst)
     pool = y.xenapi.pool.get_all()[0]
     assert lock_keys(y.xenapi.pool.get_other_config(pool), vm_uuid) == []
+
+
+def test_a_destination_sr_changed_between_runs_leaves_nothing_on_the_first(pools, connect):
+    """The first run mirrors to one SR and stops after the leaf sync; the re-run is given
+    another SR: the migration lands there, and nothing of it stays on the first."""
+    x, y = connect(0), connect(1)
+    vm, dummy = scenario.build_tree(pools[0], x, "moved-sr-%s" % uuid.uuid4().hex[:6], [4 * MiB], TREE)
+    vm_uuid = x.xenapi.VM.get_uuid(vm)
+    before_dst = inventory(y)
+    first, second = [y.xenapi.SR.get_by_name_label(label)[0] for label in ("Local storage", "Local storage (SMAPIv3)")]
+    src, dst = connection(pools[0]), connection(pools[1])
+    try:
+        options = migration.Options(vm_uuid, default_sr=y.xenapi.SR.get_uuid(first))
+        migration.mirror_step(src, dst, migration.make_plan(src, dst, options), options)
+        assert [v for v in y.xenapi.SR.get_VDIs(first) if y.xenapi.VDI.get_other_config(v).get("sxm:job") == vm_uuid]
+        migration.migrate(src, dst, migration.Options(vm_uuid, default_sr=y.xenapi.SR.get_uuid(second)))
+    finally:
+        src.logout()
+        dst.logout()
+    assert_migrated(x, y, vm_uuid)
+    assert_nothing_left_behind(y, vm_uuid, before_dst)
+    assert [v for v in y.xenapi.SR.get_VDIs(first) if y.xenapi.VDI.get_other_config(v).get("sxm:job") == vm_uuid] == []

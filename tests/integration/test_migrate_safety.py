@@ -7,6 +7,7 @@ import uuid
 from xapisim import client, scenario
 
 from checks import assert_migrated, assert_nothing_left_behind, inventory
+from harness import pool_vars
 
 MiB = 1 << 20
 TREE = [("write", "a"), ("snap", "s1"), ("write", "b"), ("snap", "s2"), ("revert", "s1"),
@@ -82,3 +83,15 @@ def test_a_run_cut_during_the_copy_is_continued_by_the_next(pools, connect, migr
     assert inventory(src) == before_src
     stats, _ = migrate(vm_uuid)
     assert stats["changed"] == 0
+
+
+def test_source_and_destination_the_same_pool_is_refused(pools, connect, migrate):
+    """The same pool twice would find its own copy and could dispose of it: refused before
+    anything is read or changed."""
+    src = connect(0)
+    vm_uuid = build(pools, src, "same")
+    before = inventory(src)
+    stats, output = migrate(vm_uuid, expect_failure=True, sxm_destination=pool_vars(pools[0]),
+                            sxm_source_disposition="destroy")
+    assert "the source and the destination are the same pool" in output
+    assert inventory(src) == before
