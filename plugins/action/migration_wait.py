@@ -28,7 +28,8 @@ ASYNC_KEYS = frozenset(("ansible_job_id", "started", "finished", "results_file",
 # A poll that cannot reach the host (an ssh hiccup to a mover host) is retried for this long:
 # giving up at once would let the job stop itself although it is fine.
 UNREACHABLE_GRACE_S = 300
-FIRST_POLL_S = 0.25
+FIRST_POLL_S = 0.5
+EARLY_S = 6.0
 
 
 class ActionModule(ActionBase):
@@ -75,8 +76,8 @@ class ActionModule(ActionBase):
         self._unreachable_since = None
         started = time.monotonic()
         polls = 0
-        # a short job should not wait a whole interval: the first polls come sooner, doubling
-        # up to the interval
+        # a short job should not wait a whole interval for its end to be seen: every
+        # FIRST_POLL_S for the first EARLY_S seconds, then every interval
         delay = min(FIRST_POLL_S, args["interval"])
         # Ansible's workers detach (setsid): one whose ansible-playbook was killed outright
         # lives on, and its polls would keep an abandoned job alive. It stops polling instead,
@@ -96,8 +97,9 @@ class ActionModule(ActionBase):
             lines.show(answer.get("progress"), waited)
             if waited >= args["timeout"]:
                 return timed_out(args, polls, waited)
+            if waited >= EARLY_S:
+                delay = args["interval"]
             time.sleep(max(0.0, delay - (time.monotonic() - poll_started)))
-            delay = min(args["interval"], delay * 2)
 
     def _poll(self, module_args, task_vars):
         """One run of the module; a host that cannot be reached counts as a job still running

@@ -51,9 +51,9 @@ options:
     type: path
   interval:
     description:
-      - Seconds from the start of one look to the start of the next. The first looks come
-        sooner (after 0.25 s, doubling up to O(interval)), so that a short job is not waited
-        for a whole interval.
+      - Seconds from the start of one look to the start of the next. For the first 6 seconds
+        it looks every 0.5 s (at most as often as O(interval)), so that the end of a short
+        job is seen soon.
     type: float
     default: 2
   progress_every:
