@@ -179,13 +179,24 @@ def job_died(job_path, progress_path, progress):
             return False
     except OSError:
         return False
+    return not process_alive(pid)
+
+
+def process_alive(pid):
+    """Whether ``pid`` runs. A zombie does not: a job killed with its async_wrapper stays one
+    until PID 1 reaps it, which in some containers never happens."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:
         return False
-    return False
+    except PermissionError:
+        return True
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True      # no /proc here: what kill says
+    return state not in ("Z", "X")
 
 
 def died(pid):
