@@ -178,8 +178,13 @@ def controller_gone(pid, polls, waited):
 
 def progress_line(state):
     """One line from the progress file of plugins/module_utils/progress.py (Progress.state())."""
-    if not state.get("nodes"):
+    if not state.get("nodes") and not state.get("bytes_done"):
         return "%s, %d s so far" % (state["phase"], float(state.get("elapsed_s") or 0))
+    if not state.get("nodes"):
+        return "%s: %.1f of %.1f MiB read, %.1f MiB/s, ETA %s s" % (
+            state["phase"], float(state.get("bytes_done") or 0) / MiB,
+            float(state.get("bytes_total_estimate") or 0) / MiB, float(state.get("rate_bytes_per_s") or 0) / MiB,
+            "?" if state.get("eta_s") is None else state["eta_s"])
     try:
         eta = state.get("eta_s")
         return "%s, disk %s node %s of %s (%s): %.1f of %.1f MiB, %.1f MiB/s, ETA %s s" % (

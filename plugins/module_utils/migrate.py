@@ -135,9 +135,11 @@ def metadata_step(src, dst, the_plan, options, check_mode=False):
     return result
 
 
-def verify_step(src, dst, the_plan, check_mode=False, read_content=True, force=False):
+def verify_step(src, dst, the_plan, check_mode=False, read_content=True, force=False, progress_file=None,
+                cancel=None):
     """Compare both trees (and, with ``read_content``, every disk's bytes) and record the
-    verified source state on the destination VM."""
+    verified source state on the destination VM. ``progress_file`` gets the bytes read on
+    both pools, as the mirror's does."""
     started = time.time()
     result = base_result(the_plan)
     job, tree = the_plan["job"], the_plan["tree"]
@@ -157,7 +159,16 @@ def verify_step(src, dst, the_plan, check_mode=False, read_content=True, force=F
         return result
     pairs = required_pairs(dst, the_plan)
     if read_content:
-        found = verification.verify(src, dst, tree, dst_ref, pairs, the_plan["tls"], planning.nbd_uses_tls(dst))
+        to_read = 2 * sum(d.virtual_size for node in tree.nodes.values() for d in node.disks.values())
+        progress = Progress([], "", to_read, progress_file, cancel=cancel)
+        progress.set_phase("verify")
+        ok = False
+        try:
+            found = verification.verify(src, dst, tree, dst_ref, pairs, the_plan["tls"], planning.nbd_uses_tls(dst),
+                                        progress=progress.add)
+            ok = True
+        finally:
+            progress.finish(ok)
     else:
         dst_tree = treemod.discover(dst, dst_ref)
         problems = verification.compare_trees(tree, dst_tree)

@@ -41,6 +41,8 @@ class Progress:
         self.stop = threading.Event()
         self.updater = None
         self.cancel = cancel      # checked as data moves: a cancelled job stops mid-node
+        # verification reads several disks from threads of their own
+        self.counting = threading.Lock()
 
     def start(self):
         """Create the tasks. Pending tasks of the same label and description are a killed
@@ -81,8 +83,9 @@ class Progress:
         self.publish(force=True)
 
     def add(self, nbytes):
-        self.done += nbytes
-        self.publish()
+        with self.counting:
+            self.done += nbytes
+            self.publish()
         if self.cancel is not None:
             self.cancel.check()
 

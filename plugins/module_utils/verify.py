@@ -55,9 +55,10 @@ def leaf_fingerprints(src, tree, tls):
     return dict((disk.userdevice, datapath.content_fingerprint(digests[i])) for i, disk in enumerate(disks))
 
 
-def verify(src, dst, tree, dst_ref, pairs, tls, dst_tls):
+def verify(src, dst, tree, dst_ref, pairs, tls, dst_tls, progress=None):
     """Compare trees and every disk's content. Returns {destination_tree, verified_disks,
-    fingerprint}; raises VerificationError naming every difference."""
+    fingerprint}; raises VerificationError naming every difference. ``progress(nbytes)`` is
+    told of every read, on both pools."""
     dst_tree = treemod.discover(dst, dst_ref)
     problems = compare_trees(tree, dst_tree)
     to_read = []
@@ -71,8 +72,8 @@ def verify(src, dst, tree, dst_ref, pairs, tls, dst_tls):
     def both_digests(pair):
         disk = pair[1]
         dst_vdi = dst.call("VDI.get_by_uuid", pairs[disk.uuid])
-        return (digest_of(src, disk.vdi_ref, disk.virtual_size, tls),
-                digest_of(dst, dst_vdi, disk.virtual_size, dst_tls))
+        return (digest_of(src, disk.vdi_ref, disk.virtual_size, tls, progress),
+                digest_of(dst, dst_vdi, disk.virtual_size, dst_tls, progress))
     # several disks at once: a tree of small disks is mostly connection set-up, and libnbd and
     # hashlib let threads overlap; at most VERIFY_READERS NBD connections on each pool
     with ThreadPoolExecutor(max_workers=VERIFY_READERS) as readers:
@@ -91,10 +92,10 @@ def verify(src, dst, tree, dst_ref, pairs, tls, dst_tls):
             "fingerprint": fingerprint(tree, leaves)}
 
 
-def digest_of(conn, vdi_ref, size, tls):
+def digest_of(conn, vdi_ref, size, tls, progress=None):
     records = conn.call("VDI.get_nbd_info", vdi_ref)
     with datapath.NbdSource(datapath.pick_nbd_record(records), tls=tls) as source:
-        return datapath.copy_node(source, size, datapath.NullWriter())[0]
+        return datapath.copy_node(source, size, datapath.NullWriter(), progress=progress)[0]
 
 
 def compare_trees(a, b):

@@ -71,9 +71,9 @@ from ansible_collections.xapi.sxm.plugins.module_utils.sxm_module import SxmModu
 def work(m):
     src, dst = m.pools()
     the_plan = migrate.make_plan(src, dst, m.options())
-    with m.job(dst, the_plan["job"], watch=True):
+    with m.job(dst, the_plan["job"], watch=True) as cancel:
         return migrate.verify_step(src, dst, the_plan, m.check_mode, read_content=m.params["content"],
-                                   force=m.params["force"])
+                                   force=m.params["force"], progress_file=m.params["progress_file"], cancel=cancel)
 
 
 def main():
