@@ -69,6 +69,8 @@ class Dispatcher:
         is_async = method.startswith("Async.")
         name = method[len("Async."):] if is_async else method
         message = self.model.message(name)
+        if message is not None:
+            name = message.wire_name  # the alternative form Class_message runs as Class.message
         if message is None:
             raise XapiError("MESSAGE_METHOD_UNKNOWN", method)
         if is_async and not message.is_async:

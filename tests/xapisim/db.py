@@ -33,13 +33,40 @@ RELATIONS = {
     ("network", "VIFs"): ("VIF", "network"),
     ("network", "PIFs"): ("PIF", "network"),
     ("task", "subtasks"): ("task", "subtask_of"),
+    ("host", "host_CPUs"): ("host_cpu", "host"),
+    ("host", "PCIs"): ("PCI", "host"),
+    ("host", "PGPUs"): ("PGPU", "host"),
+    ("host", "PUSBs"): ("PUSB", "host"),
+    ("host", "certificates"): ("Certificate", "host"),
+    ("host", "crashdumps"): ("host_crashdump", "host"),
+    ("VM", "consoles"): ("console", "VM"),
+    ("VM", "VTPMs"): ("VTPM", "VM"),
+    ("VM", "VGPUs"): ("VGPU", "VM"),
+    ("VM", "VUSBs"): ("VUSB", "VM"),
+    ("VM", "crash_dumps"): ("crashdump", "VM"),
+    ("VM_appliance", "VMs"): ("VM", "appliance"),
+    ("VMSS", "VMs"): ("VM", "snapshot_schedule"),
+    ("GPU_group", "PGPUs"): ("PGPU", "GPU_group"),
+    ("GPU_group", "VGPUs"): ("VGPU", "GPU_group"),
+    ("PIF", "VLAN_slave_of"): ("VLAN", "tagged_PIF"),
+    ("Bond", "slaves"): ("PIF", "bond_slave_of"),
+    ("PIF", "bond_master_of"): ("Bond", "master"),
 }
 FORWARD = {}
 for (_many_cls, _many_field), (_one_cls, _one_field) in RELATIONS.items():
     FORWARD.setdefault((_one_cls, _one_field), []).append((_many_cls, _many_field))
 
-STORED_CLASSES = ("session", "pool", "host", "SR", "PBD", "VDI", "VBD", "VM", "VIF", "network",
-                  "PIF", "task")
+
+
+def stored_classes():
+    """Every class whose objects XAPI keeps in its database: those with a ``get_record``, and
+    sessions. Tables of classes this pool has no object of stay empty, as on a fresh pool."""
+    model = datamodel()
+    names = [name for name, cls in model.classes.items() if "get_record" in cls.messages]
+    return tuple(sorted(set(names) | {"session"}))
+
+
+STORED_CLASSES = stored_classes()
 EVENT_LOG_LIMIT = 20000
 
 
@@ -138,6 +165,12 @@ class Database:
                 self.by_uuid.pop(old, None)
                 self.by_uuid[value] = (cls, ref)
             self._link(cls, ref, field, old, value)
+            self._event(cls, "mod", ref)
+
+    def touch(self, cls, ref):
+        """A ``mod`` event without a change (event.inject)."""
+        with self.lock:
+            self.raw(cls, ref)
             self._event(cls, "mod", ref)
 
     def update(self, cls, ref, **fields):

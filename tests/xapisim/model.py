@@ -1,4 +1,5 @@
-"""XAPI's datamodel, loaded from data/datamodel.json, and the wire encoding of its types.
+"""XAPI's datamodel, loaded from data/datamodel-full.json (every class of XAPI's IDL, a copy of
+``xapi-reference/datamodel-full.json``), and the wire encoding of its types.
 
 Values are kept in the database in a native form: int, float, bool, str (refs, enums, strings),
 datetimes as XAPI's text form ``YYYYMMDDTHH:MM:SSZ``, lists for sets and dicts for maps.
@@ -75,6 +76,9 @@ def parse_type(text):
                 break
         else:
             raise ValueError(text)
+    elif text.endswith(" option"):
+        # only in sr_stat/probe_result (SR.probe_ext); carried as the value, or "" for None
+        result = Type("option", inner=parse_type(text[:-7]))
     elif text.endswith(" ref"):
         result = Type("ref", name=text[:-4])
     elif text.endswith(" record"):
@@ -92,7 +96,7 @@ def parse_type(text):
 def default_of(t):
     """The zero value of a type, for fields the datamodel gives no default."""
     return {"string": "", "int": 0, "float": 0.0, "bool": False, "datetime": EPOCH,
-            "ref": NULL_REF, "enum": "", "set": None, "map": None}.get(t.kind)
+            "ref": NULL_REF, "enum": "", "set": None, "map": None, "option": ""}.get(t.kind)
 
 
 class Field:
@@ -148,49 +152,24 @@ class Class:
 
 class Datamodel:
     def __init__(self, path=None):
-        with open(path or os.path.join(DATA_DIR, "datamodel.json")) as f:
+        with open(path or os.path.join(DATA_DIR, "datamodel-full.json")) as f:
             data = json.load(f)
         self.classes = {name: Class(name, spec) for name, spec in data["classes"].items()}
         self.http_actions = {a["name"]: a for a in data["http_actions"]}
-        self._add_pif()
+        # XAPI's server also answers every message under its "alternative wire name",
+        # Class_message (Datamodel_utils.alternative_wire_name): scripts written in languages
+        # where ``event.from`` cannot be spelled call ``event_from``.
+        self.alternative_names = {"%s_%s" % (cname, mname): "%s.%s" % (cname, mname)
+                                  for cname, c in self.classes.items() for mname in c.messages}
         with open(os.path.join(DATA_DIR, "errors.json")) as f:
             self.errors = json.load(f)
 
-    def _add_pif(self):
-        """datamodel.json has no PIF class; the simulator needs the fields get_nbd_info reads."""
-        ro = ["pool-admin", "pool-operator", "vm-power-admin", "vm-admin", "vm-operator",
-              "client-cert", "read-only"]
-        fields = [
-            {"name": "uuid", "type": "string", "qualifier": "RO/runtime"},
-            {"name": "device", "type": "string", "qualifier": "RO/constructor", "default": ""},
-            {"name": "network", "type": "network ref", "qualifier": "RO/constructor"},
-            {"name": "host", "type": "host ref", "qualifier": "RO/constructor"},
-            {"name": "MAC", "type": "string", "qualifier": "RO/constructor", "default": ""},
-            {"name": "MTU", "type": "int", "qualifier": "RO/constructor", "default": 1500},
-            {"name": "currently_attached", "type": "bool", "qualifier": "RO/runtime", "default": True},
-            {"name": "ip_configuration_mode", "type": "string", "qualifier": "RO/runtime", "default": "Static"},
-            {"name": "IP", "type": "string", "qualifier": "RO/runtime", "default": ""},
-            {"name": "netmask", "type": "string", "qualifier": "RO/runtime", "default": ""},
-            {"name": "IPv6", "type": "string set", "qualifier": "RO/runtime", "default": []},
-            {"name": "management", "type": "bool", "qualifier": "RO/runtime", "default": False},
-            {"name": "other_config", "type": "(string -> string) map", "qualifier": "RW", "default": {}},
-        ]
-        messages = []
-        for f in fields:
-            messages.append({"name": "get_" + f["name"], "params": [["session_id", "session ref"],
-                             ["self", "PIF ref"]], "result": f["type"], "roles": ro, "implicit": True})
-        for name, params, result in [
-            ("get_all", [], "PIF ref set"),
-            ("get_all_records", [], "(PIF ref -> PIF record) map"),
-            ("get_all_records_where", [["expr", "string"]], "(PIF ref -> PIF record) map"),
-            ("get_record", [["self", "PIF ref"]], "PIF record"),
-            ("get_by_uuid", [["uuid", "string"]], "PIF ref"),
-        ]:
-            messages.append({"name": name, "params": [["session_id", "session ref"]] + params,
-                             "result": result, "roles": ro, "implicit": True})
-        self.classes["PIF"] = Class("PIF", {"fields": fields, "messages": messages, "enums": {}})
+    def wire_names(self):
+        """system.listMethods: the synchronous wire name of every message."""
+        return ["%s.%s" % (cname, mname) for cname, c in self.classes.items() for mname in c.messages]
 
     def message(self, wire_name):
+        wire_name = self.alternative_names.get(wire_name, wire_name)
         cls, _, name = wire_name.partition(".")
         c = self.classes.get(cls)
         return c.messages.get(name) if c else None
@@ -224,6 +203,8 @@ def encode(value, t, xmlrpc_mode=True):
         return "" if value is None else str(value)
     if k == "void":
         return ""
+    if k == "option":
+        return "" if value is None else encode(value, t.inner, xmlrpc_mode)
     if k == "set":
         return [encode(v, t.inner, xmlrpc_mode) for v in (value or [])]
     if k == "map":
@@ -262,6 +243,8 @@ def decode(value, t):
             if not isinstance(value, str):
                 raise DecodeError
             return value
+        if k == "option":
+            return None if value in ("", None) else decode(value, t.inner)
         if k == "set":
             if not isinstance(value, (list, tuple)):
                 raise DecodeError

@@ -83,11 +83,10 @@ def parse_subscriptions(classes):
         if text == "*":
             subs.append(("*", None))
             continue
+        # Xapi_event.Subscription.of_string: any class name is accepted (one that has no
+        # objects simply never matches), case-insensitively
         cls, _, ref = text.partition("/")
-        cls_l = cls.lower()
-        if not cls or not any(c.lower() == cls_l for c in ctx_classes()):
-            raise XapiError("EVENT_SUBSCRIPTION_PARSE_FAILURE", text)
-        subs.append((cls_l, ref or None))
+        subs.append((cls.lower(), ref or None))
     return subs
 
 
@@ -107,13 +106,7 @@ def event_from(ctx, classes, token, timeout):
     else after ``timeout`` seconds with no events and a fresh token."""
     db = ctx.db
     subs = parse_subscriptions(classes)
-    if token == "":
-        since = None
-    else:
-        try:
-            since = int(token.split(",")[0])
-        except ValueError:
-            raise XapiError("EVENT_FROM_TOKEN_PARSE_FAILURE", token)
+    since = parse_token(token)
     deadline = time.monotonic() + max(0.0, float(timeout))
     with db.lock:
         while True:
@@ -139,6 +132,39 @@ def event_from(ctx, classes, token, timeout):
             db.changed.wait(remaining)
 
 
+@implements("event.inject")
+def event_inject(ctx, cls, ref):
+    """Xapi_event.inject: touches the object's row (a ``mod`` event) and returns a token just
+    before that event, so that event.from with it sees the touch (Xen Orchestra's barrier)."""
+    db = ctx.db
+    if db.class_of(ref) != cls:
+        raise XapiError("HANDLE_INVALID", cls, ref)
+    db.touch(cls, ref)
+    return event_token(db.event_id - 1)
+
+
+@implements("event.get_current_id")
+def event_get_current_id(ctx):
+    return ctx.db.event_id
+
+
+def parse_token(token):
+    """Xapi_event.Token.of_string: "" (from the start) or "<id>,<id>" as event_token gives."""
+    if token == "":
+        return None
+    parts = token.split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError(token)
+        return int(parts[0])
+    except ValueError:
+        raise XapiError("EVENT_FROM_TOKEN_PARSE_FAILURE", token)
+
+
+def event_token(event_id):
+    return "%020d,%020d" % (event_id, 0)
+
+
 def event_record(ctx, eid, cls, op, ref, snapshot):
     return {"id": str(eid), "timestamp": "%.6f" % time.time(), "class": cls.lower(),
             "operation": op, "ref": ref,
@@ -147,4 +173,4 @@ def event_record(ctx, eid, cls, op, ref, snapshot):
 
 def event_batch(db, events):
     counts = {cls.lower(): len(db.tables[cls]) for cls in ctx_classes()}
-    return {"events": events, "valid_ref_counts": counts, "token": "%020d" % db.event_id}
+    return {"events": events, "valid_ref_counts": counts, "token": event_token(db.event_id)}

@@ -13,6 +13,8 @@ import xmlrpc.client
 from .api import Dispatcher
 from .errors import XapiError
 
+# answered without a session, from the datamodel (gen_server.ml)
+SYSTEM_LIST_METHODS = "system.listMethods"
 # (method, path) -> handler(pool, request); filled by http_handlers and simctl
 ROUTES = {}
 
@@ -144,6 +146,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = self.read_body()
         try:
             params, method = xmlrpc.client.loads(body, use_datetime=False)
+            if method == SYSTEM_LIST_METHODS:
+                # api_server.ml: the bare array, without the Status/Value struct
+                out = xmlrpc.client.dumps((self.server.dispatcher.model.wire_names(),),
+                                          methodresponse=True)
+                return self.reply(out.encode(), "text/xml")
             value = self.server.dispatcher.call(method, params)
             result = {"Status": "Success", "Value": value}
         except XapiError as e:
@@ -162,7 +169,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             request_id = req.get("id")
             v2 = req.get("jsonrpc") == "2.0"
             params = req.get("params") or []
-            value = self.server.dispatcher.call(req["method"], params, xmlrpc_mode=False)
+            if req["method"] == SYSTEM_LIST_METHODS:
+                value = self.server.dispatcher.model.wire_names()
+            else:
+                value = self.server.dispatcher.call(req["method"], params, xmlrpc_mode=False)
             out = {"jsonrpc": "2.0", "result": value, "id": request_id} if v2 else \
                 {"result": value, "error": None, "id": request_id}
         except XapiError as e:
