@@ -4,7 +4,7 @@ tree they build (parent/children, snapshot_of/snapshots), as XAPI-FACTS §2 desc
 import os
 
 
-from xapisim.testing import error_of, guest_write
+from xapisim.testing import error_of, guest_write, set_guest
 from xapisim import scenario
 
 MiB = 1 << 20
@@ -96,11 +96,12 @@ def test_revert_and_branch_tree(state_dir, pools, xapi):
     assert set(xapi.xenapi.VM.get_snapshots(vm)) == {base, v1, v2}
 
 
-def test_checkpoint_and_revert_to_it(xapi):
+def test_checkpoint_and_revert_to_it(xapi, pools):
     """Fact 2 / §2.1: checkpoint of a running VM is Suspended with a suspend VDI, the VM keeps
     running; reverting to it leaves the VM Suspended with its own suspend VDI (§2.3 step 4-5).
     Checkpoint of a halted VM: VM_BAD_POWER_STATE."""
     vm = scenario.create_vm(xapi, "checkpointed", [2 * MiB])
+    set_guest(pools[0], xapi, vm, tools=True)  # an HVM guest suspends only with its tools
     assert error_of(xapi.xenapi.VM.checkpoint, vm, "cp") == \
         ["VM_BAD_POWER_STATE", vm, "paused, suspended, running", "halted"]
     xapi.xenapi.VM.start(vm, False, False)

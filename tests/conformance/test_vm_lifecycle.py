@@ -2,7 +2,7 @@
 operations and their errors, operation restrictions of snapshots and templates."""
 
 
-from xapisim.testing import error_of
+from xapisim.testing import error_of, set_guest
 from xapisim import client, scenario
 
 MiB = 1 << 20
@@ -28,10 +28,11 @@ def test_vm_create_forces_snapshot_fields_and_halted(xapi):
         ("Halted", "", {})
 
 
-def test_power_operations_and_bad_power_state(xapi):
+def test_power_operations_and_bad_power_state(xapi, pools):
     """XAPI-FACTS §2.1: VM_BAD_POWER_STATE [vm, expected (comma-separated lowercase), actual
     (lowercase)], the expected states being Xapi_vm_lifecycle.allowed_power_states."""
     vm = scenario.create_vm(xapi, "power", [4 * MiB])
+    set_guest(pools[0], xapi, vm, tools=True)
     assert error_of(xapi.xenapi.VM.hard_shutdown, vm) == \
         ["VM_BAD_POWER_STATE", vm, "paused, suspended, running", "halted"]
     xapi.xenapi.VM.start(vm, False, False)

@@ -56,6 +56,11 @@ FORWARD = {}
 for (_many_cls, _many_field), (_one_cls, _one_field) in RELATIONS.items():
     FORWARD.setdefault((_one_cls, _one_field), []).append((_many_cls, _many_field))
 
+# objects XAPI creates and destroys with their owner: owner class -> (field, companion class)
+COMPANIONS = {"VM": ("metrics", "VM_metrics"), "host": ("metrics", "host_metrics"),
+              "PIF": ("metrics", "PIF_metrics")}
+
+COMPANIONS_BY_CLASS = {companion: field for field, companion in COMPANIONS.values()}
 
 
 def stored_classes():
@@ -113,7 +118,9 @@ class Database:
         return copy.deepcopy(self.raw(cls, ref)[field])
 
     def record(self, cls, ref):
-        rec = copy.deepcopy(self.raw(cls, ref))
+        """The record with its derived fields; private keys of the simulator (``_xapisim_*``)
+        left out."""
+        rec = {k: copy.deepcopy(v) for k, v in self.raw(cls, ref).items() if not k.startswith("_")}
         for (many_cls, many_field) in RELATIONS:
             if many_cls == cls:
                 rec[many_field] = sorted(self.reverse.get((cls, many_field), {}).get(ref, ()))
@@ -149,12 +156,27 @@ class Database:
             rec.update(copy.deepcopy(fields))
             if not rec.get("uuid"):
                 rec["uuid"] = str(uuidlib.uuid4())
+            if cls in COMPANIONS:
+                # a new owner always gets a new companion (a copied VM record must not share
+                # the original's metrics), created first as XAPI does
+                field, companion = COMPANIONS[cls]
+                rec[field] = self.create(companion, self._companion_fields(companion, fields))
             self.tables[cls][ref] = rec
             self.by_uuid[rec["uuid"]] = (cls, ref)
             for name, value in rec.items():
                 self._link(cls, ref, name, None, value)
             self._event(cls, "add", ref)
             return ref
+
+    def _companion_fields(self, companion, owner_fields):
+        """A copy of the owner's old companion's values where there was one (copy_metrics)."""
+        field = COMPANIONS_BY_CLASS[companion]
+        old = owner_fields.get(field)
+        if old and self.exists(companion, old):
+            rec = copy.deepcopy(self.raw(companion, old))
+            rec.pop("uuid", None)
+            return rec
+        return {}
 
     def set(self, cls, ref, field, value):
         with self.lock:
@@ -189,6 +211,10 @@ class Database:
             del self.tables[cls][ref]
             self.by_uuid.pop(rec.get("uuid"), None)
             self._event(cls, "del", ref, snapshot)
+            if cls in COMPANIONS:
+                companion_ref = rec.get(COMPANIONS[cls][0])
+                if companion_ref and self.exists(COMPANIONS[cls][1], companion_ref):
+                    self.destroy(COMPANIONS[cls][1], companion_ref)
 
     def _link(self, cls, ref, field, old, new):
         for key in FORWARD.get((cls, field), ()):

@@ -6,11 +6,12 @@ Operation checks follow ``Xapi_vm_lifecycle.check_operation_error``: power state
 (``REVERT_ONLY_ALLOWED_ON_SNAPSHOT []``).
 """
 
+import contextlib
 import json
 import random
 import uuid as uuidlib
 
-from . import ops_vdi
+from . import guests, ops_vdi
 from .api import create_from_record, implements
 from .errors import XapiError
 from .model import EPOCH, NULL_REF, now_text
@@ -48,36 +49,73 @@ LISTED_OPS = ("snapshot", "copy", "clone", "revert", "checkpoint", "snapshot_wit
               "hard_shutdown", "hard_reboot", "suspend", "resume", "resume_on", "export",
               "destroy", "provision", "changing_VCPUs_live", "pool_migrate", "migrate_send",
               "make_into_template", "changing_static_range", "changing_shadow_memory",
-              "changing_dynamic_range", "metadata_export")
+              "changing_dynamic_range", "changing_memory_limits", "changing_VCPUs",
+              "metadata_export")
 # fields a new VM record must not inherit from the VM it is copied from
 VM_RUNTIME_RESET = {"resident_on": NULL_REF, "scheduled_to_be_resident_on": NULL_REF,
                     "domid": -1, "current_operations": {}, "suspend_VDI": NULL_REF,
                     "ha_always_run": False, "is_default_template": False,
-                    "transportable_snapshot_id": ""}
+                    "transportable_snapshot_id": "", "guest_metrics": NULL_REF,
+                    "is_control_domain": False}
 # revert_vm_fields: fields of the snapshot's record that are not copied back onto the VM
 REVERT_KEPT_FIELDS = {"uuid", "name_label", "is_a_snapshot", "is_a_template", "snapshot_of",
                       "snapshot_time", "transportable_snapshot_id", "snapshot_info",
                       "snapshot_metadata", "parent", "power_state", "suspend_VDI",
                       "resident_on", "scheduled_to_be_resident_on", "domid",
                       "allowed_operations", "current_operations", "is_default_template",
-                      "blocked_operations"}
+                      "blocked_operations", "metrics", "guest_metrics"}
 
 
 # ---- operation checks -------------------------------------------------------------------------
 
-def operation_error(db, vm, op):
-    rec = db.raw("VM", vm)
-    if op in rec.get("blocked_operations", {}):
-        return XapiError("OPERATION_BLOCKED", vm, rec["blocked_operations"][op])
+# Xapi_vm_lifecycle.is_allowed_concurrently: groups that may run together
+CONCURRENT_GROUPS = ({"clone", "copy", "export"}, {"snapshot", "checkpoint"}, {"get_boot_record"})
+# what a control domain allows (check_operation_error)
+CONTROL_DOMAIN_OPS = {"data_source_op", "changing_memory_live", "awaiting_memory_live",
+                      "metadata_export", "changing_dynamic_range", "changing_memory_limits",
+                      "changing_static_range", "start", "start_on", "changing_VCPUs", "destroy"}
+# ops refused while a PCI device is passed through
+IMMOVABLE_OPS = {"suspend", "checkpoint", "pool_migrate", "migrate_send"}
+
+
+def allowed_power_states(rec, op):
     allowed = ALLOWED_POWER_STATES.get(op, ALL_STATES)
     if op in ("clone", "copy"):
         allowed = ("Halted", "Suspended") if rec["is_a_snapshot"] else ("Halted",)
+    if op in ("changing_VCPUs", "changing_static_range", "changing_memory_limits") \
+            and rec["is_control_domain"]:
+        allowed = ("Halted", "Running")
+    return allowed
+
+
+def allowed_concurrently(op, current):
+    if op == "hard_shutdown":
+        return "hard_shutdown" not in current
+    if op == "hard_reboot":
+        return not {"hard_shutdown", "hard_reboot"} & set(current)
+    return any(op in group and set(current) <= group for group in CONCURRENT_GROUPS)
+
+
+def operation_error(db, vm, op, strict=False):
+    """Xapi_vm_lifecycle.check_operation_error, in its order. ``strict`` is for
+    allowed_operations (advisory): ops that need the guest's help are left out when it lacks
+    the feature, while a call is let through (and may then fail or time out)."""
+    rec = db.raw("VM", vm)
+    if op in rec.get("blocked_operations", {}):
+        return XapiError("OPERATION_BLOCKED", vm, rec["blocked_operations"][op])
+    allowed = allowed_power_states(rec, op)
     if rec["power_state"] not in allowed:
         return XapiError("VM_BAD_POWER_STATE", vm, ", ".join(s.lower() for s in allowed),
                          rec["power_state"].lower())
+    current = list(rec.get("current_operations", {}).values())
+    if current and not allowed_concurrently(op, current):
+        refs = list(rec["current_operations"])
+        return XapiError("OTHER_OPERATION_IN_PROGRESS", "VM", vm,
+                         current[0] if len(current) == 1 else "{%s}" % ",".join(current),
+                         refs[0] if len(refs) == 1 else "{%s}" % ",".join(refs))
     if rec["is_a_template"] and not rec["is_a_snapshot"]:
-        default = rec["other_config"].get("default_template") == "true"
-        if op not in TEMPLATE_OPS and not (op == "destroy" and not default):
+        default = rec.get("is_default_template") or rec["other_config"].get("default_template") == "true"
+        if op not in TEMPLATE_OPS and not (op in ("destroy", "migrate_send") and not default):
             return XapiError("VM_IS_TEMPLATE", vm, op)
     if rec["is_a_snapshot"] and op not in SNAPSHOT_OPS:
         return XapiError("VM_IS_SNAPSHOT", vm, op)
@@ -85,6 +123,19 @@ def operation_error(db, vm, op):
         return XapiError("PROVISION_ONLY_ALLOWED_ON_TEMPLATE")
     if op == "revert" and not rec["is_a_snapshot"]:
         return XapiError("REVERT_ONLY_ALLOWED_ON_SNAPSHOT")
+    if rec["is_control_domain"]:
+        if op in ("changing_VCPUs", "destroy") and rec.get("domid") == 0:
+            return XapiError("OPERATION_NOT_ALLOWED", "This operation is not allowed on dom0")
+        if op not in CONTROL_DOMAIN_OPS:
+            return XapiError("OPERATION_NOT_ALLOWED", "This operation is not allowed on a control domain")
+    error = guests.feature_error(rec, vm, op, strict)
+    if error is not None:
+        return error
+    if op == "snapshot_with_quiesce":
+        # VSS support was removed from XAPI
+        return XapiError("VM_SNAPSHOT_WITH_QUIESCE_NOT_SUPPORTED", vm)
+    if op in IMMOVABLE_OPS and rec.get("attached_PCIs"):
+        return XapiError("VM_HAS_PCI_ATTACHED", vm)
     return None
 
 
@@ -96,8 +147,9 @@ def assert_operation(db, vm, op):
 
 def update_allowed_operations(db, vm):
     if db.exists("VM", vm):
-        allowed = [op for op in LISTED_OPS if operation_error(db, vm, op) is None]
-        db.set("VM", vm, "allowed_operations", allowed)
+        allowed = [op for op in LISTED_OPS if operation_error(db, vm, op, strict=True) is None]
+        if allowed != db.raw("VM", vm)["allowed_operations"]:
+            db.set("VM", vm, "allowed_operations", allowed)
 
 
 def refresh_vdis_of(db, vm):
@@ -299,6 +351,7 @@ def vif_destroy(ctx, vif):
 
 def set_power_state(ctx, vm, state):
     db = ctx.db
+    old_state = db.raw("VM", vm)["power_state"]
     running = state in ("Running", "Paused")
     db.update("VM", vm, power_state=state,
               resident_on=ctx.pool.master if running else NULL_REF,
@@ -313,7 +366,34 @@ def set_power_state(ctx, vm, state):
     for vif in db.where("VIF", VM=vm):
         if db.raw("VIF", vif)["currently_attached"] != running:
             db.set("VIF", vif, "currently_attached", running)
+    guests.on_power_change(db, vm, old_state, state)
     update_allowed_operations(db, vm)
+
+
+@contextlib.contextmanager
+def current_operation(ctx, vm, op):
+    """The VM's current_operations holds ``op`` while it runs (for calls that wait)."""
+    db = ctx.db
+    key = ctx.task_ref or "OpaqueRef:" + str(uuidlib.uuid4())
+    db.set("VM", vm, "current_operations", dict(db.raw("VM", vm)["current_operations"], **{key: op}))
+    update_allowed_operations(db, vm)
+    try:
+        yield
+    finally:
+        if db.exists("VM", vm):
+            ops = dict(db.raw("VM", vm)["current_operations"])
+            ops.pop(key, None)
+            db.set("VM", vm, "current_operations", ops)
+            update_allowed_operations(db, vm)
+
+
+def ask_guest(ctx, vm, op):
+    """A request the guest must acknowledge (shutdown, reboot, suspend): waits, and fails if
+    the guest does not cooperate (guests.py)."""
+    if guests.cooperates(ctx.db.raw("VM", vm)):
+        return
+    with current_operation(ctx, vm, op):
+        guests.wait_for_acknowledgement(ctx, vm, op)
 
 
 def destroy_suspend_vdi(ctx, vm):
@@ -356,13 +436,34 @@ def vm_clean_shutdown(ctx, vm):
         hard_shutdown(ctx, vm)
         return
     assert_operation(db, vm, "clean_shutdown")
-    set_power_state(ctx, vm, "Halted")
+    try:
+        ask_guest(ctx, vm, "clean_shutdown")
+    except XapiError:
+        if ctx.wire_name != "VM.shutdown":
+            raise
+        # VM.shutdown: a clean shutdown that fails becomes a hard one (xapi_vm.ml shutdown)
+    if db.raw("VM", vm)["power_state"] != "Halted":
+        set_power_state(ctx, vm, "Halted")
 
 
-@implements("VM.clean_reboot", "VM.hard_reboot")
-def vm_reboot(ctx, vm):
-    assert_operation(ctx.db, vm, ctx.wire_name.split(".")[1])
-    set_power_state(ctx, vm, "Running")
+@implements("VM.clean_reboot")
+def vm_clean_reboot(ctx, vm):
+    assert_operation(ctx.db, vm, "clean_reboot")
+    ask_guest(ctx, vm, "clean_reboot")
+    reboot(ctx, vm)
+
+
+@implements("VM.hard_reboot")
+def vm_hard_reboot(ctx, vm):
+    assert_operation(ctx.db, vm, "hard_reboot")
+    reboot(ctx, vm)
+
+
+def reboot(ctx, vm):
+    """A new domain: the guest metrics of the old one go, running tools report again."""
+    if guests.is_live(ctx.db.raw("VM", vm)):
+        set_power_state(ctx, vm, "Halted")
+        set_power_state(ctx, vm, "Running")
 
 
 @implements("VM.pause")
@@ -397,6 +498,7 @@ def suspend_image(ctx, vm, name):
 @implements("VM.suspend")
 def vm_suspend(ctx, vm):
     assert_operation(ctx.db, vm, "suspend")
+    ask_guest(ctx, vm, "suspend")
     image = suspend_image(ctx, vm, "suspend image")
     set_power_state(ctx, vm, "Suspended")
     ctx.db.set("VM", vm, "suspend_VDI", image)
@@ -415,6 +517,18 @@ def vm_resume_on(ctx, vm, host, start_paused, force):
     assert_operation(ctx.db, vm, "resume_on")
     destroy_suspend_vdi(ctx, vm)
     set_power_state(ctx, vm, "Paused" if start_paused else "Running")
+
+
+@implements("VM.pool_migrate")
+def vm_pool_migrate(ctx, vm, host, options):
+    """One host per pool: a migration to the host the VM is on (a "localhost migration",
+    which XAPI performs) moves the guest to a new domain; the guest must suspend for it."""
+    db = ctx.db
+    assert_operation(db, vm, "pool_migrate")
+    if host != db.raw("VM", vm)["resident_on"]:
+        raise XapiError("HOST_OFFLINE", host)
+    ask_guest(ctx, vm, "pool_migrate")
+    db.set("VM", vm, "domid", db.raw("VM", vm)["domid"] + 1)
 
 
 @implements("VM.power_state_reset")
@@ -437,7 +551,9 @@ def copy_vm_record(ctx, vm, overrides):
     fields.update(VM_RUNTIME_RESET)
     fields["other_config"] = dict(fields["other_config"])
     fields.update(overrides)
-    return db.create("VM", fields)
+    new_vm = db.create("VM", fields)
+    guests.copy_guest_metrics(db, vm, new_vm)
+    return new_vm
 
 
 def disk_vbds(db, vm, ignore_vdis=()):
@@ -536,6 +652,8 @@ def vm_checkpoint(ctx, vm, new_name):
     or Suspended; the VM goes on running."""
     db = ctx.db
     assert_operation(db, vm, "checkpoint")
+    if db.raw("VM", vm)["power_state"] == "Running":
+        ask_guest(ctx, vm, "checkpoint")
     state = db.raw("VM", vm)["power_state"]
     snap_state = "Suspended" if state in ("Running", "Suspended") else "Halted"
     snap = clone_vm(ctx, vm, new_name, "snapshot", overrides=snapshot_fields(db, vm, snap_state))
@@ -733,3 +851,29 @@ def guest_write(pool, req):
         db.set("VDI", vdi, "physical_utilisation", pool.storage.allocated(rec["uuid"]))
         db.save()
     req.respond(200, b"")
+
+
+@route("POST", "/xapisim/guest")
+def guest_control(pool, req):
+    """POST /xapisim/guest?vm=<uuid>, body = JSON {"tools": bool, "ack_timeout": seconds}
+    (either key optional): what runs inside the VM (guests.py). Answers the guest's state."""
+    db = pool.db
+    body = req.rfile.read(req.content_length or 0)
+    with db.lock:
+        if pool.session_of_http(req.param("session_id")) is None:
+            req.respond(401, b"invalid session\n")
+            return
+        try:
+            vm = db.ref_of_uuid("VM", req.param("vm", ""))
+            spec = json.loads(body or b"{}")
+            tools, ack_timeout = spec.get("tools"), spec.get("ack_timeout")
+            if tools is not None and not isinstance(tools, bool) or ack_timeout is not None \
+                    and (isinstance(ack_timeout, bool) or float(ack_timeout) < 0):
+                raise ValueError(spec)
+        except (XapiError, ValueError, TypeError, AttributeError):
+            req.respond(400, b"bad vm or body: {\"tools\": bool, \"ack_timeout\": seconds}\n")
+            return
+        guest = guests.set_guest(db, vm, tools, ack_timeout)
+        update_allowed_operations(db, vm)
+        db.save()
+    req.respond(200, json.dumps(guest).encode(), content_type="application/json")

@@ -5,6 +5,7 @@ import os
 import subprocess
 import time
 
+from . import inventory
 from .db import Database
 from .errors import XapiError
 from .faults import Faults
@@ -105,7 +106,7 @@ class Pool:
             "name_label": "Pool-wide network associated with eth0", "bridge": "xenbr0",
             "other_config": {}, "purpose": ["nbd"], "MTU": 1500,
         })
-        db.create("PIF", {"device": "eth0", "network": network, "host": host,
+        pif = db.create("PIF", {"device": "eth0", "network": network, "host": host,
                           "MAC": "02:00:00:00:%02x:01" % self.index, "IP": "127.0.0.1",
                           "netmask": "255.0.0.0", "management": True, "currently_attached": True})
         db.create("network", {"name_label": "Host internal management network",
@@ -113,6 +114,7 @@ class Pool:
         db.create("pool", {"name_label": "xapisim-%s" % self.name, "master": host,
                            "default_SR": srs[0], "suspend_image_SR": srs[0],
                            "crash_dump_SR": srs[0], "other_config": {}})
+        inventory.populate(self, host, pif)
         db.save()
 
     # ---- handy lookups ----------------------------------------------------------------------

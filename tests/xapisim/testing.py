@@ -1,5 +1,6 @@
 """Small helpers shared by the conformance tests."""
 
+import json
 import os
 import subprocess
 import sys
@@ -33,3 +34,12 @@ def guest_write(pool, x, vm, userdevice, offset, data):
         {"vm": x.xenapi.VM.get_uuid(vm), "userdevice": str(userdevice), "offset": str(offset)},
         x, data)
     assert status == 200, body
+
+
+def set_guest(pool, x, vm, **spec):
+    """Give a VM guest tools or not, or a shorter acknowledgement timeout (simulator-only)."""
+    status, _, body = client.http_request(
+        pool, "POST", "/xapisim/guest", {"vm": x.xenapi.VM.get_uuid(vm)}, x,
+        json.dumps(spec).encode())
+    assert status == 200, body
+    return json.loads(body)
