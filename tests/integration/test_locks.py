@@ -142,8 +142,10 @@ def test_killed_controller_leaves_a_job_that_stops_itself(pools, connect, tmp_pa
     stopped_after = time.monotonic() - killed
     assert stopped_after <= ORPHAN_TIMEOUT + 20
     assert lock_held(y, vm_uuid) == [], "the orphan did not free its lock"
-    # it says why it stopped, in the result async_wrapper keeps (nobody polls it any more)
-    assert "SXM_CANCELLED" in orphan_results(vm_uuid), orphan_results(vm_uuid)
+    # it says why it stopped, in the result async_wrapper keeps (nobody polls it any more);
+    # async_wrapper writes that file just after its module process is gone
+    codes = wait_for(lambda: orphan_results(vm_uuid), 10, "the orphan's async result")
+    assert "SXM_CANCELLED" in codes, codes
     stats, output = run_playbook("migrate_vm.yml", role_vars(pools, vm_uuid, tmp_path, sxm_bandwidth_limit=0),
                                  tmp_path)
     assert stats["failed"] == 0

@@ -135,7 +135,7 @@ def add_template(db, name, family, install_methods, disk_size):
         other["disks"] = ('<provision><disk device="0" size="%d" sr="" bootable="true" '
                           'type="system"/></provision>' % disk_size)
     memory = 2 * GiB if family == "windows" else 1 * GiB
-    return db.create("VM", {
+    template = db.create("VM", {
         "name_label": name, "name_description": "Template for %s (xapisim stock template)" % name,
         "is_a_template": True, "is_default_template": True, "power_state": "Halted",
         "domain_type": "hvm", "HVM_boot_policy": "BIOS order", "HVM_boot_params": {"order": "cdn"},
@@ -151,6 +151,11 @@ def add_template(db, name, family, install_methods, disk_size):
         "recommendations": ('<restrictions><restriction field="memory-static-max" '
                             'max="1649267441664"/><restriction field="vcpus-max" max="32"/>'
                             '</restrictions>')})
+    # a template has no metrics (Xapi_vm_helpers.set_is_a_template)
+    metrics = db.raw("VM", template)["metrics"]
+    db.set("VM", template, "metrics", NULL_REF)
+    db.destroy("VM_metrics", metrics)
+    return template
 
 
 def add_tools_sr(pool, host):

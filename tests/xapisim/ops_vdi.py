@@ -55,7 +55,14 @@ def refresh_vdi_usage(ctx, vdi):
     ctx.db.set("VDI", vdi, "physical_utilisation", ctx.pool.storage.allocated(rec["uuid"]))
 
 
+def assert_sr_attached(db, sr):
+    """An SR whose PBDs are all unplugged serves no VDI operation (choose_pbd_for_sr)."""
+    if not any(db.raw("PBD", pbd)["currently_attached"] for pbd in db.where("PBD", SR=sr)):
+        raise XapiError("SR_HAS_NO_PBDS", sr)
+
+
 def assert_space(ctx, sr, size):
+    assert_sr_attached(ctx.db, sr)
     rec = ctx.db.raw("SR", sr)
     free = rec["physical_size"] - rec["virtual_allocation"]
     if size > free:

@@ -12,6 +12,8 @@ import xmlrpc.client
 from . import ops_core  # noqa: F401  (registers implementations)
 from . import ops_vdi  # noqa: F401
 from . import ops_vm  # noqa: F401
+from . import ops_devices  # noqa: F401
+from . import ops_vm_settings  # noqa: F401
 from . import http_handlers  # noqa: F401
 from .nbd import NbdServer
 from .pool import Pool
