@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-command set-up (`make setup`): Debian packages, the .venv virtual environment with pinned
-# Python packages, the simulator importable from .venv, and the collection tree under build/.
+# Python packages, the simulator importable from .venv, the collection tree under build/, and
+# the pinned third-party clients the conformance tests run (Node.js `xen-api`, .venv-bundle).
 # Idempotent; a re-run when everything is in place only checks and takes a few seconds.
 set -euo pipefail
 
@@ -109,6 +110,9 @@ main() {
         exit 1
     fi
     printf '%s\n' "$wanted" > "$STAMP"
+    # the third-party clients of tests/thirdparty/, each pinned and apart from .venv
+    "$ROOT/tools/setup_node_clients.sh"
+    "$ROOT/tools/setup_ansible_bundle.sh"
     say "ready ($("$PY" -c 'import ansible.release as r; print("ansible-core", r.__version__)'))"
 }
 

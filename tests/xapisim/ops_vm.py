@@ -683,6 +683,9 @@ def clone_or_copy(ctx, vm, new_name, disk_op, sr=NULL_REF):
     new_vm = clone_vm(ctx, vm, new_name, disk_op, sr=sr, overrides=overrides)
     other = dict(db.raw("VM", new_vm)["other_config"], mac_seed=str(uuidlib.uuid4()))
     other.pop("default_template", None)
+    if src["is_a_template"] and not src["is_a_snapshot"]:
+        # xapi_vm_clone.ml: the copy of a template remembers the template's name
+        other.setdefault("base_template_name", src["name_label"])
     db.set("VM", new_vm, "other_config", other)
     if suspended and src["suspend_VDI"] != NULL_REF and db.exists("VDI", src["suspend_VDI"]):
         image = (ops_vdi.vdi_clone(ctx, src["suspend_VDI"], {}) if disk_op == "clone" else

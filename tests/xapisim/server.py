@@ -19,6 +19,16 @@ SYSTEM_LIST_METHODS = "system.listMethods"
 ROUTES = {}
 
 
+def find_route(method, path):
+    """Http_svr.handle_one: the handler registered for the longest prefix of the path (so
+    ``/import_raw_vdi/`` is ``/import_raw_vdi``, as Xen Orchestra calls it), else None."""
+    best = None
+    for (m, prefix), fn in ROUTES.items():
+        if m == method and path.startswith(prefix) and (best is None or len(prefix) > len(best[0])):
+            best = (prefix, fn)
+    return best[1] if best else None
+
+
 def route(method, path):
     def register(fn):
         ROUTES[(method, path)] = fn
@@ -96,11 +106,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.server.pool
 
     def do_POST(self):
+        # XAPI registers XML-RPC at "/" and "/RPC2", JSON-RPC at "/json" and "/jsonrpc"; any
+        # other POST path goes to its longest registered prefix ("/xmlrpc": XML-RPC at "/")
         path = urllib.parse.urlsplit(self.path).path
-        if path in ("/", "/RPC2"):
-            return self.xmlrpc()
-        if path in ("/jsonrpc", "/json"):
+        if path.startswith("/json"):
             return self.jsonrpc()
+        if find_route("POST", path) is None:
+            return self.xmlrpc()
         return self.data("POST")
 
     def do_GET(self):
@@ -110,7 +122,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.data("PUT")
 
     def data(self, method):
-        fn = ROUTES.get((method, urllib.parse.urlsplit(self.path).path))
+        fn = find_route(method, urllib.parse.urlsplit(self.path).path)
         if fn is None:
             self.send_error(404)
             return
