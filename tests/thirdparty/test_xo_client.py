@@ -100,6 +100,7 @@ def test_object_cache_initial_load(check):
     assert types["VM"] >= 1 and types["VBD"] >= 1 and types["VDI"] >= 1 and types["VIF"] >= 1
     assert types["network"] >= 1 and types["PIF"] >= 1
     assert obs["host"]["address"] == "127.0.0.1"
+    assert obs["control_domains"] == 1 and obs["default_templates"] >= 3
 
 
 def test_call_results_and_xapi_errors(check):

@@ -543,7 +543,14 @@ const checks = {
       check(cachedVm.$VIFs[0].$network?.$ref === network, 'VIF.$network')
       check(typeof cachedVm.$callAsync === 'function' && typeof cachedVm.set_name_label === 'function', 'helpers')
       const dom0 = Object.values(xapi.objects.indexes.type.VM).filter(v => v.is_control_domain)
-      obs.control_domains = dom0.length // XAPI always has one per host; not asserted here
+      obs.control_domains = dom0.length
+      check(dom0.length === 1 && dom0[0].$resident_on === master && master.$control_domain === dom0[0],
+        'one control domain per host, resident on it')
+      obs.default_templates = Object.values(xapi.objects.indexes.type.VM)
+        .filter(v => v.is_a_template && v.is_default_template).length
+      const metricsOfVm = cachedVm.$metrics
+      check(metricsOfVm?.$type === 'VM_metrics' && master.$metrics?.$type === 'host_metrics',
+        'VM.$metrics and host.$metrics resolve')
 
       // a class that listMethods announces must be fetchable (XO only warns, we fail)
       const refreshErrors = warnings.filter(w => w.startsWith('_refreshCachedRecords'))
