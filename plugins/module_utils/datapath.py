@@ -444,6 +444,10 @@ def import_body(conn, vdi_uuid, body, data_bytes):
         answer = response.read()
         response.connection.close()
     except (OSError, http_client.HTTPException) as e:
+        # XAPI may close the connection because the import failed: its task then says why
+        failed = conn.call("task.get_record", task)
+        if failed["status"] in ("failure", "cancelled"):
+            conn.wait_task(task)  # raises the task's error, explained
         conn.call("task.destroy", task)
         raise DataPathError("the connection to the destination broke while writing disk data "
                             "(%s): run again to continue" % e)

@@ -132,7 +132,12 @@ def error_from(exc):
     try:
         import nbd
         if isinstance(exc, nbd.Error):
-            return DataPathError("the NBD connection failed: %s" % (exc.string or exc))
+            text = exc.string or str(exc)
+            if "gnutls" in text or "TLS" in text:
+                # what a TLS session reports when the connection under it was cut
+                return DataPathError("the encrypted NBD connection to the source was cut or "
+                                     "garbled (%s)" % text)
+            return DataPathError("the NBD connection failed: %s" % text)
     except ImportError:  # pragma: no cover
         pass
     if isinstance(exc, ssl.SSLError):

@@ -18,6 +18,32 @@ MODES = ("auto", "cold", "warm")
 DISPOSITIONS = ("keep", "block", "destroy")
 
 
+# Bounds an argument spec cannot express: (least, most) of each numeric option that has one.
+BOUNDS = {"bandwidth_limit": (0, None), "nbd_connections": (1, datapath.NBD_CONNECTIONS_MAX),
+          "lock_timeout": (3, None), "orphan_timeout": (5, None), "interval": (0.1, None),
+          "timeout": (1, None)}
+# Text options that must not be empty when given.
+NOT_EMPTY = ("vm", "url", "username", "default_sr", "report_dir")
+
+
+def param_problems(params, where=""):
+    """What is wrong with a module's parameters, before anything is read from a pool: numbers
+    out of bounds, empty names; the pool options (dicts) are checked inside."""
+    problems = []
+    for name, value in sorted(params.items()):
+        label = where + name
+        if isinstance(value, dict) and name in ("source", "destination"):
+            problems += param_problems(value, label + ".")
+        elif name in BOUNDS and value is not None and not isinstance(value, bool):
+            least, most = BOUNDS[name]
+            if value < least or (most is not None and value > most):
+                problems.append("%s is %s: give %s" % (label, value, "between %s and %s" % (least, most)
+                                                        if most is not None else "at least %s" % least))
+        elif name in NOT_EMPTY and value is not None and not str(value).strip():
+            problems.append("%s is empty" % label)
+    return problems
+
+
 class Options:
     """What the user asked for, checked before anything is read from a pool."""
 
@@ -133,8 +159,45 @@ def make_plan(src, dst, options):
                              % (", ".join(unknown), ", ".join(devices) or "none"))
         devices = [d for d in devices if d in options.userdevices]
     disks = [plan_disk(src, dst, tree, userdevice, options) for userdevice in devices]
+    space = check_space(dst, disks, vm_rec["uuid"])
     return {"vm_ref": vm_ref, "vm": vm_rec, "tree": tree, "disks": disks, "tls": nbd_uses_tls(src),
-            "job": vm_rec["uuid"]}
+            "job": vm_rec["uuid"], "space": space}
+
+
+def check_space(dst, disks, job):
+    """Free space on each destination SR for what the job still has to store there, before
+    any byte moves. The estimate per disk is what its tree occupies on the source: the sum of
+    the physical_utilisation of every snapshot VDI and of the VM's own (a snapshot on the
+    destination holds what it holds on the source, counted in the same allocation units).
+    What the job already stored there (a re-run) is subtracted. A tree with reverted branches
+    can need more: each switch to another branch rewrites the blocks the abandoned one
+    changed. Returns per SR the figures it compared."""
+    by_sr = {}
+    for disk in disks:
+        by_sr.setdefault(disk["destination_sr_ref"], []).append(disk)
+    stored = {}
+    for rec in markers.job_vdis(dst, list(by_sr), job).values():
+        stored[rec["SR"]] = stored.get(rec["SR"], 0) + int(rec["physical_utilisation"])
+    found = []
+    for sr, sr_disks in sorted(by_sr.items()):
+        rec = dst.call("SR.get_record", sr)
+        estimate = sum(d["estimated_bytes"] for d in sr_disks)
+        needed = max(0, estimate - stored.get(sr, 0))
+        free = int(rec["physical_size"]) - int(rec["physical_utilisation"])
+        found.append({"sr": rec["uuid"], "estimate_bytes": estimate, "needed_bytes": needed,
+                      "free_bytes": free})
+        if needed > free:
+            raise PreflightError(
+                "the destination SR %r has %s free; this VM's disks %s need about %s more there "
+                "(the space their trees occupy on the source)"
+                % (rec["name_label"], gib(free), ", ".join(d["userdevice"] for d in sr_disks), gib(needed)),
+                advice="free space on that SR, or send the disks to another SR with sr_map or "
+                       "default_sr, then run again; nothing was changed")
+    return found
+
+
+def gib(n):
+    return "%.2f GiB" % (n / float(1 << 30))
 
 
 def plan_disk(src, dst, tree, userdevice, options):
@@ -161,7 +224,7 @@ def plan_disk(src, dst, tree, userdevice, options):
 def plan_summary(the_plan):
     """The plan as plain data (no refs): what --check prints and results carry."""
     return {"disks": [{k: v for k, v in d.items() if k != "destination_sr_ref"} for d in the_plan["disks"]],
-            "nbd_tls": the_plan["tls"]}
+            "nbd_tls": the_plan["tls"], "space": the_plan["space"]}
 
 
 def destination_progress(dst, the_plan):

@@ -21,7 +21,7 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.xapi.sxm.plugins.module_utils import cancel as cancelling, lock as locking
 from ansible_collections.xapi.sxm.plugins.module_utils.errors import InputError, error_from
-from ansible_collections.xapi.sxm.plugins.module_utils.plan import Options
+from ansible_collections.xapi.sxm.plugins.module_utils.plan import Options, param_problems
 from ansible_collections.xapi.sxm.plugins.module_utils.xapi import HAS_XENAPI, Connection
 
 ORPHAN_TIMEOUT = 60      # seconds without a poll after which a job stops itself
@@ -96,6 +96,9 @@ class SxmModule:
         self.partial = {}          # what is done so far: the partial result of a failure
         self.connections = []
         self.cancel = cancelling.Cancel()
+        problems = param_problems(self.params)
+        if problems:
+            self.fail(InputError("; ".join(problems), advice="fix the options named; nothing was changed"))
 
     # ---- pools ------------------------------------------------------------------------------
     def connect(self, params):

@@ -58,7 +58,17 @@ def explain(code, params, pool_url, call=""):
                                   "pool-admin role, or local root" % (p[0], where),
         "PERMISSION_DENIED": "XAPI refused an internal call%s: it needs a local root session" % where,
         "SR_FULL": "the storage repository is full (requested %s bytes, at most %s)%s: free "
-                   "space or map the disks to another SR" % (p[0], p[1], where),
+                   "space or map the disks to another SR, then run again" % (p[0], p[1], where),
+        # sm's SRNoSpace: the SR ran out of space during a snapshot, clone or copy
+        "SR_BACKEND_FAILURE_44": "the storage repository ran out of space%s: free space on it "
+                                 "or map the disks to another SR (sr_map, default_sr), then run "
+                                 "again to continue" % where,
+        "VDI_IO_ERROR": "a disk write or read failed on the host (%s)%s; on a destination this is "
+                        "most often an SR that is full: check its free space, then run again "
+                        "to continue" % (p[0] or "I/O error", where),
+        "DUPLICATE_MAC_SEED": "a VM with the same mac_seed as this one (%s) already runs%s: the "
+                              "source VM may have been started on the destination; halt one of "
+                              "them, then run again" % (p[0], where),
         "VM_BAD_POWER_STATE": "VM %s is %s but must be %s%s" % (p[0], p[2], p[1], where),
         "VDI_IN_USE": "disk %s is in use (%s)%s: stop what uses it, then run again" % (p[0], p[1], where),
         "MESSAGE_METHOD_UNKNOWN": "this pool does not know %s%s: its XAPI is too old for this "

@@ -92,7 +92,8 @@ def test_vbd_create_rules(xapi):
 
 def test_vdi_create_record_and_sr_accounting(xapi):
     """XAPI-FACTS §2.2 (datamodel VDI constructor): location = uuid, snapshot fields empty;
-    SR.virtual_allocation grows by the virtual size; SR_FULL [requested, maximum]."""
+    SR.virtual_allocation grows by the virtual size. Both SRs are thin (sparse files, like
+    sm's FileSR, whose create checks no space): a VDI larger than the SR is created."""
     sr = scenario.default_sr(xapi)
     before = int(xapi.xenapi.SR.get_virtual_allocation(sr))
     vdi = xapi.xenapi.VDI.create({
@@ -104,14 +105,43 @@ def test_vdi_create_record_and_sr_accounting(xapi):
     assert rec["is_a_snapshot"] is False and rec["snapshot_of"] == NULL
     assert int(rec["virtual_size"]) == 6 * MiB
     assert int(xapi.xenapi.SR.get_virtual_allocation(sr)) == before + 6 * MiB
-    physical = int(xapi.xenapi.SR.get_physical_size(sr))
-    free = physical - before - 6 * MiB
-    huge = physical * 2
-    assert error_of(xapi.xenapi.VDI.create, dict(
-        xapi.xenapi.VDI.get_record(vdi), virtual_size=str(huge))) == \
-        ["SR_FULL", str(huge), str(free)]
+    huge = int(xapi.xenapi.SR.get_physical_size(sr)) * 2
+    big = xapi.xenapi.VDI.create(dict(xapi.xenapi.VDI.get_record(vdi), virtual_size=str(huge)))
+    assert int(xapi.xenapi.VDI.get_virtual_size(big)) == huge
+    xapi.xenapi.VDI.destroy(big)
     xapi.xenapi.VDI.destroy(vdi)
     assert int(xapi.xenapi.SR.get_virtual_allocation(sr)) == before
+
+
+def test_thin_sr_refuses_what_does_not_fit(xapi, pools):
+    """A thin SR charges the bytes stored: an import that outgrows the SR's free space fails
+    with VDI_IO_ERROR (ENOSPC under tapdisk), a snapshot whose copy does not fit with
+    SR_BACKEND_FAILURE_44 (sm SRNoSpace)."""
+    sr = [r for r, rec in xapi.xenapi.SR.get_all_records().items() if rec["type"] == "file-v3"][0]
+    size_before = xapi.xenapi.SR.get_physical_size(sr)
+    vm = scenario.create_vm(xapi, "thin", [8 * MiB], sr=sr)
+    vdi = scenario.disks(xapi, vm)["0"]
+    scenario.write_disk(pools[0], xapi, vdi, [(0, scenario.pattern("first", 2 * MiB))])
+    used = int(xapi.xenapi.SR.get_physical_utilisation(sr))
+    try:
+        xapi.xenapi.SR.set_physical_size(sr, str(used + 1 * MiB))
+        task = xapi.xenapi.task.create("import", "")
+        body = scenario.chunked_body([(4 * MiB, scenario.pattern("more", 3 * MiB))])
+        status, _, _ = client.http_request(
+            pools[0], "PUT", "/import_raw_vdi", {"vdi": vdi, "format": "raw", "chunked": "true",
+                                                 "task_id": task}, xapi, body)
+        assert status == 200  # sent before the body is read: only the task tells
+        assert xapi.xenapi.task.get_status(task) == "failure"
+        assert xapi.xenapi.task.get_error_info(task) == ["VDI_IO_ERROR", "Device I/O errors"]
+        xapi.xenapi.task.destroy(task)
+        assert error_of(xapi.xenapi.VDI.snapshot, vdi, {}) == \
+            ["SR_BACKEND_FAILURE_44", "", "There is insufficient space", ""]
+        xapi.xenapi.SR.set_physical_size(sr, size_before)
+        xapi.xenapi.VDI.destroy(xapi.xenapi.VDI.snapshot(vdi, {}))
+    finally:
+        xapi.xenapi.SR.set_physical_size(sr, size_before)
+        xapi.xenapi.VM.destroy(vm)
+        xapi.xenapi.VDI.destroy(vdi)
 
 
 def test_snapshot_vm_operations_are_restricted(xapi):

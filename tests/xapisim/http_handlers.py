@@ -17,6 +17,7 @@ vhd-tool ``impl.ml`` (``serve_raw_to_raw``, ``serve_chunked_to_raw``), ``export.
   closes the connection, so a client must look at the task, not at the 200.
 """
 
+import os
 import socket
 import struct
 import threading
@@ -205,9 +206,12 @@ class DiskWriter:
     """Writes received bytes into a VDI's disk file through Storage (CBT sees them), refusing
     bytes past the VDI's size like a write past the end of the block device."""
 
-    def __init__(self, pool, vdi_uuid, size):
+    def __init__(self, pool, vdi_uuid, size, space):
         self.pool, self.uuid, self.size = pool, vdi_uuid, size
         self.file = pool.storage.open_write(vdi_uuid)
+        # a thin SR: the file may grow by what the SR has free, then writes fail (ENOSPC in
+        # tapdisk: the import fails with VDI_IO_ERROR)
+        self.allocation_limit = pool.storage.allocated(vdi_uuid) + space
         self.fault = pool.faults.take_import_fail()
         self.throttle = throttle_of(pool)
         self.written = 0
@@ -229,6 +233,9 @@ class DiskWriter:
         self.file.write(data)
         self.pool.storage.mark_changed(self.uuid, offset, len(data))
         self.written += len(data)
+        self.file.flush()
+        if os.fstat(self.file.fileno()).st_blocks * 512 > self.allocation_limit:
+            raise XapiError(*IO_ERROR)
 
     def close(self):
         self.file.close()
@@ -366,7 +373,8 @@ def run_import(pool, req, task, vdi, fmt, known, refusal):
             # the dom0 VBD.plug read-write (xapi_vbd_helpers): VDI_IN_USE [vdi]
             return task.fail(XapiError("VDI_IN_USE", vdi))
         vdi_uuid, size = rec["uuid"], rec["virtual_size"]
-    writer = DiskWriter(pool, vdi_uuid, size)
+        space = ops_vdi.physical_free(Context(pool, None), rec["SR"])
+    writer = DiskWriter(pool, vdi_uuid, size, space)
     try:
         if chunked:
             receive_chunked(req, writer)

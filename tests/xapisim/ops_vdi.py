@@ -61,12 +61,29 @@ def assert_sr_attached(db, sr):
         raise XapiError("SR_HAS_NO_PBDS", sr)
 
 
-def assert_space(ctx, sr, size):
-    assert_sr_attached(ctx.db, sr)
+# sm XE_SR_ERRORCODES.xml: SRNoSpace = 44
+NO_SPACE = ("SR_BACKEND_FAILURE_44", "", "There is insufficient space", "")
+
+
+def physical_free(ctx, sr):
+    """What a thin SR (both flavours here: sparse files, like sm's FileSR) has left: its
+    physical size less the bytes its VDIs occupy. Virtual sizes are not charged."""
+    refresh_sr_usage(ctx, sr)
     rec = ctx.db.raw("SR", sr)
-    free = rec["physical_size"] - rec["virtual_allocation"]
-    if size > free:
-        raise XapiError("SR_FULL", size, max(free, 0))
+    return rec["physical_size"] - rec["physical_utilisation"]
+
+
+def assert_fits(ctx, new, free):
+    """After a snapshot, clone or copy wrote the new VDI's data (a full sparse copy here): when
+    it took more than the SR had free, the new VDI is removed and the call fails with
+    SR_BACKEND_FAILURE_44, as a backend that ran out of space does. Creating or growing a VDI
+    allocates nothing on a thin SR and is never refused for space."""
+    rec = ctx.db.raw("VDI", new)
+    if ctx.pool.storage.allocated(rec["uuid"]) > free:
+        ctx.pool.storage.destroy(rec["uuid"])
+        ctx.db.destroy("VDI", new)
+        refresh_sr_usage(ctx, rec["SR"])
+        raise XapiError(*NO_SPACE)
 
 
 def attached_vbds(db, vdi):
@@ -146,7 +163,7 @@ def vdi_create(ctx, record):
     except (TypeError, ValueError):
         raise XapiError("FIELD_TYPE_ERROR", "virtual_size")
     size = rounded_size(db, sr, size)
-    assert_space(ctx, sr, size)
+    assert_sr_attached(db, sr)
     vdi_uuid = str(uuidlib.uuid4())
     vdi = create_from_record(ctx, "VDI", record, extra={
         "uuid": vdi_uuid, "location": vdi_uuid, "virtual_size": size, "managed": True,
@@ -190,7 +207,8 @@ def derived_vdi(ctx, vdi, is_snapshot):
     if is_snapshot and src["sharable"]:
         raise XapiError("VDI_IS_SHARABLE", vdi)
     sr = src["SR"]
-    assert_space(ctx, sr, src["virtual_size"])
+    assert_sr_attached(db, sr)
+    free = physical_free(ctx, sr)
     fields = {name: src[name] for name in VDI_COPIED_FIELDS}
     fields["other_config"] = dict(src["other_config"])
     smapiv3 = flavour(db, sr) == "smapiv3"
@@ -209,6 +227,7 @@ def derived_vdi(ctx, vdi, is_snapshot):
     new = new_vdi(ctx, sr, fields)
     new_uuid = db.raw("VDI", new)["uuid"]
     storage.copy(src["uuid"], new_uuid)
+    assert_fits(ctx, new, free)
     if src["cbt_enabled"] and storage.has_cbt_log(src["uuid"]):
         if is_snapshot:
             # SMAPIv1: the snapshot takes the leaf's log so far, the leaf starts a new one
@@ -249,7 +268,7 @@ def vdi_resize(ctx, vdi, size):
         # sm FileSR/VHD: XenError('VDISize', opterr='shrinking not allowed')
         raise XapiError("SR_BACKEND_FAILURE_79", "",
                         "VDI Invalid size [opterr=shrinking not allowed]", "")
-    assert_space(ctx, rec["SR"], size - rec["virtual_size"])
+    assert_sr_attached(db, rec["SR"])
     ctx.pool.storage.resize(rec["uuid"], size)
     db.set("VDI", vdi, "virtual_size", size)
     refresh_sr_usage(ctx, rec["SR"])
@@ -293,7 +312,8 @@ def vdi_copy(ctx, vdi, sr, base_vdi, into_vdi):
     if sr == NULL_REF:
         raise XapiError("HANDLE_INVALID", "SR", sr)
     size = rounded_size(db, sr, src["virtual_size"])
-    assert_space(ctx, sr, size)
+    assert_sr_attached(db, sr)
+    free = physical_free(ctx, sr)
     fields = {name: src[name] for name in VDI_COPIED_FIELDS}
     fields.update(virtual_size=size, sharable=False, read_only=False, sm_config={},
                   is_a_snapshot=False, snapshot_of=NULL_REF, cbt_enabled=False)
@@ -302,6 +322,7 @@ def vdi_copy(ctx, vdi, sr, base_vdi, into_vdi):
     new_uuid = db.raw("VDI", new)["uuid"]
     ctx.pool.storage.create(new_uuid, size)
     copy_blocks(ctx, src["uuid"], new_uuid, base_uuid)
+    assert_fits(ctx, new, free)
     write_volume_keys(ctx, new, False, "", EPOCH)
     update_vdi_allowed_operations(db, new)
     refresh_vdi_usage(ctx, new)

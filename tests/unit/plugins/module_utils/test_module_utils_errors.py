@@ -56,3 +56,9 @@ def test_an_sxm_error_passes_through_unchanged():
     assert error_from(original) is original
     cancelled = JobCancelled("received SIGTERM")
     assert error_from(cancelled) is cancelled
+
+
+def test_a_cut_tls_session_says_so_and_to_run_again():
+    e = error_from(nbd.Error("gnutls_record_recv: Error decoding the received TLS packet.", 5))
+    assert e.code == "SXM_DATA_PATH" and "encrypted NBD connection" in e.message
+    assert "run again" in e.advice

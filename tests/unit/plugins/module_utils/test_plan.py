@@ -126,3 +126,51 @@ def test_unknown_and_ambiguous_names_are_refused(pools, env):
     made.insert(0, snap)
     with pytest.raises(InputError, match="is a snapshot, template or control domain"):
         planning.make_plan(src, dst, planning.Options(x.xenapi.VM.get_uuid(snap)))
+
+
+def test_space_on_the_destination_sr_is_checked_first(pools, env, connect):
+    """The estimate is what the tree occupies on the source; an SR with one byte less free is
+    refused before anything is read or written on the destination, one with that much free is
+    accepted, and what the job already stored there counts as stored."""
+    src, dst, x, made = env
+    y = connect(1)
+    vm, snaps = scenario.build_tree(pools[0], x, name(), [4 * MiB], TREE)
+    made.append(vm)
+    vm_uuid = x.xenapi.VM.get_uuid(vm)
+    the_plan = planning.make_plan(src, dst, planning.Options(vm_uuid))
+    [space] = the_plan["space"]
+    owners = [vm] + [snaps[s] for s in ("s1", "s2", "s3")]
+    assert space["estimate_bytes"] == sum(int(x.xenapi.VDI.get_physical_utilisation(scenario.disks(x, o)["0"]))
+                                          for o in owners) > 0
+    assert space["needed_bytes"] == space["estimate_bytes"]
+    sr = y.xenapi.SR.get_by_uuid(space["sr"])
+    size = y.xenapi.SR.get_physical_size(sr)
+    used = int(y.xenapi.SR.get_physical_utilisation(sr))
+    try:
+        y.xenapi.SR.set_physical_size(sr, str(used + space["needed_bytes"] - 1))
+        with pytest.raises(PreflightError) as info:
+            planning.make_plan(src, dst, planning.Options(vm_uuid))
+        assert "need about" in info.value.message and "sr_map" in info.value.advice
+        y.xenapi.SR.set_physical_size(sr, str(used + space["needed_bytes"]))
+        assert planning.make_plan(src, dst, planning.Options(vm_uuid))["space"][0]["free_bytes"] == \
+            space["needed_bytes"]
+    finally:
+        y.xenapi.SR.set_physical_size(sr, size)
+
+
+@pytest.mark.parametrize("params, words", [
+    ({"bandwidth_limit": -5}, "bandwidth_limit is -5: give at least 0"),
+    ({"nbd_connections": 17}, "nbd_connections is 17: give between 1 and 16"),
+    ({"lock_timeout": 1}, "lock_timeout is 1: give at least 3"),
+    ({"vm": "  "}, "vm is empty"),
+    ({"source": {"url": "", "username": "root"}}, "source.url is empty"),
+    ({"destination": {"url": "https://x", "username": ""}}, "destination.username is empty"),
+])
+def test_param_problems_name_the_option(params, words):
+    assert planning.param_problems(params) == [words]
+
+
+def test_param_problems_accept_sane_values():
+    assert planning.param_problems({"bandwidth_limit": 0, "nbd_connections": 16, "vm": "x",
+                                    "default_sr": None, "use_cbt": True,
+                                    "source": {"url": "https://a", "username": "root"}}) == []

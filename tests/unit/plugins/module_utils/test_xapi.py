@@ -106,3 +106,13 @@ def test_a_failed_task_raises_xapis_code_and_is_destroyed(conn, connect):
             conn.call("task.get_record", task)
     finally:
         x.xenapi.VM.destroy(vm)
+
+
+@pytest.mark.parametrize("code, params, words", [
+    ("SR_BACKEND_FAILURE_44", ["", "There is insufficient space", ""], "ran out of space"),
+    ("VDI_IO_ERROR", ["Device I/O errors"], "SR that is full"),
+    ("DUPLICATE_MAC_SEED", ["seed-1"], "halt one of them"),
+])
+def test_explain_gives_a_cause_and_run_again(code, params, words):
+    text = xapi.explain(code, params, URL)
+    assert words in text and "run again" in text and URL in text

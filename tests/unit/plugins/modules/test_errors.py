@@ -85,3 +85,17 @@ def test_error_codes_are_distinct():
     codes = [cls.code for cls in error_classes()]
     assert len(set(codes)) == len(codes)
     assert all(isinstance(c, str) and c.startswith(("SXM_", "XAPI_")) for c in codes)
+
+
+@pytest.mark.parametrize("name", ["vdi_mirror", "vm_migrate", "migration_plan"])
+def test_nonsense_is_refused_before_any_pool_is_contacted(name, tmp_path, capsys, monkeypatch):
+    """A negative limit or an empty name fails at the argument check: no login is tried (the
+    pools here do not exist), the message names the option, nothing was changed."""
+    monkeypatch.setattr(SxmModule, "connect", lambda *a: pytest.fail("a pool was contacted"))
+    args = dict(TWO_POOLS, bandwidth_limit=-5, vm=" ") if name != "migration_plan" else dict(TWO_POOLS, vm="")
+    out, code = run_module(name, args, tmp_path, capsys)
+    result = json.loads(out)
+    assert code == 1 and result["error_code"] == "SXM_INVALID_INPUT" and not result["changed"]
+    assert "vm is empty" in result["msg"] and "nothing was changed" in result["msg"]
+    if name != "migration_plan":
+        assert "bandwidth_limit is -5" in result["msg"]

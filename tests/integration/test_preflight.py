@@ -1,0 +1,58 @@
+"""Issue 12: preflight refusals come before any byte moves, say what to do, and change neither
+pool."""
+
+import uuid
+
+from xapisim import scenario
+
+from checks import assert_migrated, inventory
+
+MiB = 1 << 20
+TREE = [("write", "a"), ("snap", "s1"), ("write", "b"), ("snap", "s2"), ("revert", "s1"),
+        ("write", "c"), ("snap", "s3"), ("write", "d")]
+
+
+def tree_physical(x, vm):
+    """The documented estimate: what the tree's VDIs occupy on the source."""
+    owners = [vm] + x.xenapi.VM.get_snapshots(vm)
+    return sum(int(x.xenapi.VDI.get_physical_utilisation(vdi))
+               for owner in owners for vdi in scenario.disks(x, owner).values())
+
+
+def default_sr_of(x):
+    return x.xenapi.pool.get_default_SR(x.xenapi.pool.get_all()[0])
+
+
+def sr_used(x, sr):
+    x.xenapi.SR.scan(sr)  # fresh usage figures
+    return int(x.xenapi.SR.get_physical_utilisation(sr))
+
+
+def test_destination_sr_space_is_checked_before_the_copy(pools, connect, migrate):
+    """Below the documented estimate: refused before anything moves. At the real need (what
+    the same tree took on the destination when migrated with space to spare): accepted."""
+    src, dst = connect(0), connect(1)
+    sr = default_sr_of(dst)
+    first, _ = scenario.build_tree(pools[0], src, "space-a-%s" % uuid.uuid4().hex[:6], [8 * MiB, 4 * MiB], TREE)
+    used = sr_used(dst, sr)
+    migrate(src.xenapi.VM.get_uuid(first))
+    real_need = sr_used(dst, sr) - used
+
+    vm, _ = scenario.build_tree(pools[0], src, "space-b-%s" % uuid.uuid4().hex[:6], [8 * MiB, 4 * MiB], TREE)
+    vm_uuid = src.xenapi.VM.get_uuid(vm)
+    estimate = tree_physical(src, vm)
+    assert 0 < estimate <= real_need
+    size = dst.xenapi.SR.get_physical_size(sr)
+    used = sr_used(dst, sr)
+    before = inventory(src), inventory(dst)
+    try:
+        dst.xenapi.SR.set_physical_size(sr, str(used + estimate - 1))
+        stats, output = migrate(vm_uuid, expect_failure=True)
+        assert "SXM_PREFLIGHT" in output and "need about" in output and "sr_map" in output, output[-3000:]
+        assert (inventory(src), inventory(dst)) == before
+        dst.xenapi.SR.set_physical_size(sr, str(used + real_need))
+        stats, result = migrate(vm_uuid)
+        assert stats["failed"] == 0
+        assert_migrated(src, dst, vm_uuid)
+    finally:
+        dst.xenapi.SR.set_physical_size(sr, size)
