@@ -40,4 +40,14 @@ options:
     type: str
     choices: [auto, cold, warm]
     default: auto
+  unmovable_devices:
+    description:
+      - What to do with a VM that has devices no migration can carry to another pool: PCI
+        passthrough (C(other_config:pci) or attached PCI devices), vGPUs, USB passthrough.
+      - V(refuse) stops before anything moves and names them.
+      - V(warn) migrates the VM without them and says so in the result's warnings; assign them
+        again on the destination.
+    type: str
+    choices: [refuse, warn]
+    default: refuse
 """

@@ -193,12 +193,29 @@ def born_marked(value, job):
     return value
 
 
+HOST_DEVICE_CLASSES = ("VGPU", "VUSB", "PCI")
+
+
+def without_host_devices(value):
+    """The export without the devices bound to the source host (plan.unmovable_devices):
+    PCI passthrough in other_config, vGPU, USB and PCI objects and the VMs' links to them.
+    Only a VM the user let through (unmovable_devices: warn) has any."""
+    value["objects"] = [o for o in value["objects"] if o["class"] not in HOST_DEVICE_CLASSES]
+    for obj in objects_of(value, "VM"):
+        rec = obj["snapshot"]
+        rec.get("other_config", {}).pop("pci", None)
+        for field in ("VGPUs", "VUSBs", "attached_PCIs"):
+            if field in rec:
+                rec[field] = []
+    return value
+
+
 def exported_metadata(src, dst, vm_uuid, network_map):
     """The source's metadata export, every VIF pointed at its destination network and the VM
     born marked. Returns (tar bytes, {source network: destination network})."""
     value, members = read_ova(export_metadata(src, vm_uuid))
     mapping = map_networks(value, network_map, dst.call("network.get_all_records"))
-    return write_ova(born_marked(value, vm_uuid), members), mapping
+    return write_ova(born_marked(without_host_devices(value), vm_uuid), members), mapping
 
 
 def import_vm(dst, tar_bytes, pairs, job):

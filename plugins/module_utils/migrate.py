@@ -29,7 +29,8 @@ make_plan = planning.make_plan
 
 def base_result(the_plan):
     vm = the_plan["vm"]
-    return {"changed": False, "vm_uuid": vm["uuid"], "vm_name": vm["name_label"], "warnings": []}
+    return {"changed": False, "vm_uuid": vm["uuid"], "vm_name": vm["name_label"],
+            "warnings": list(the_plan.get("warnings", []))}
 
 
 def plan_step(src, dst, the_plan):

@@ -16,6 +16,7 @@ from ansible_collections.xapi.sxm.plugins.module_utils.errors import InputError,
 
 MODES = ("auto", "cold", "warm")
 DISPOSITIONS = ("keep", "block", "destroy")
+UNMOVABLE = ("refuse", "warn")
 
 
 # Bounds an argument spec cannot express: (least, most) of each numeric option that has one.
@@ -49,7 +50,8 @@ class Options:
 
     def __init__(self, vm, sr_map=None, default_sr=None, network_map=None, mode="auto",
                  source_disposition="keep", use_cbt=True, verify=True, bandwidth_limit=None,
-                 progress_file=None, nbd_connections=datapath.NBD_CONNECTIONS, userdevices=None):
+                 progress_file=None, nbd_connections=datapath.NBD_CONNECTIONS, userdevices=None,
+                 unmovable_devices="refuse"):
         if not vm:
             raise InputError("vm is empty: give the VM's uuid or its unique name")
         if mode not in MODES:
@@ -76,6 +78,9 @@ class Options:
         self.progress_file = progress_file
         self.nbd_connections = nbd_connections
         self.userdevices = [str(u) for u in userdevices] if userdevices else None
+        if unmovable_devices not in UNMOVABLE:
+            raise InputError("unmovable_devices %r: choose one of %s" % (unmovable_devices, ", ".join(UNMOVABLE)))
+        self.unmovable_devices = unmovable_devices
 
 
 def find_vm(conn, wanted):
@@ -136,6 +141,31 @@ def check_movable(vm_rec, tree, options):
                              % ", ".join(sorted(checkpoints)))
 
 
+def unmovable_devices(vm_rec):
+    """Devices bound to the source host's hardware, which no migration to another pool carries:
+    PCI passthrough (configured in other_config:pci, or attached), vGPUs, USB passthrough."""
+    found = []
+    if vm_rec["other_config"].get("pci"):
+        found.append("PCI passthrough %s (other_config:pci)" % vm_rec["other_config"]["pci"])
+    found += ["attached PCI device %s" % ref for ref in vm_rec.get("attached_PCIs", [])]
+    found += ["vGPU %s" % ref for ref in vm_rec.get("VGPUs", [])]
+    found += ["USB passthrough %s" % ref for ref in vm_rec.get("VUSBs", [])]
+    return found
+
+
+def check_devices(vm_rec, options):
+    """Refused, or a warning, as the user chose (unmovable_devices)."""
+    devices = unmovable_devices(vm_rec)
+    if not devices:
+        return []
+    text = "VM %s has devices no migration to another pool can carry: %s" % (
+        vm_rec["name_label"], "; ".join(devices))
+    if options.unmovable_devices == "refuse":
+        raise PreflightError(text, advice="remove them from the VM, or set unmovable_devices to "
+                             "warn to migrate it without them, then run again; nothing was changed")
+    return [text + ": the destination VM is made without them; assign them again there"]
+
+
 def check_two_pools(src, dst):
     """Source and destination must be two pools: the same one twice would have the
     migration find its own copy, and a disposition remove it."""
@@ -151,6 +181,7 @@ def make_plan(src, dst, options):
     vm_ref, vm_rec = find_vm(src, options.vm)
     tree = treemod.discover(src, vm_ref)
     check_movable(vm_rec, tree, options)
+    warnings = check_devices(vm_rec, options)
     devices = tree.userdevices()
     if options.userdevices:
         unknown = sorted(set(options.userdevices) - set(devices))
@@ -161,7 +192,7 @@ def make_plan(src, dst, options):
     disks = [plan_disk(src, dst, tree, userdevice, options) for userdevice in devices]
     space = check_space(dst, disks, vm_rec["uuid"])
     return {"vm_ref": vm_ref, "vm": vm_rec, "tree": tree, "disks": disks, "tls": nbd_uses_tls(src),
-            "job": vm_rec["uuid"], "space": space}
+            "job": vm_rec["uuid"], "space": space, "warnings": warnings}
 
 
 def check_space(dst, disks, job):

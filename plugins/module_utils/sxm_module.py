@@ -56,6 +56,7 @@ def vm_spec():
         default_sr=dict(type="str"),
         network_map=dict(type="dict", default={}),
         mode=dict(type="str", choices=["auto", "cold", "warm"], default="auto"),
+        unmovable_devices=dict(type="str", choices=["refuse", "warn"], default="refuse"),
     )
 
 
@@ -120,7 +121,8 @@ class SxmModule:
     def options(self):
         """The migration options this module was given, checked (plan.Options)."""
         names = ("vm", "sr_map", "default_sr", "network_map", "mode", "source_disposition", "use_cbt",
-                 "verify", "bandwidth_limit", "progress_file", "nbd_connections", "userdevices")
+                 "verify", "bandwidth_limit", "progress_file", "nbd_connections", "userdevices",
+                 "unmovable_devices")
         return Options(**dict((name, self.params[name]) for name in names if name in self.params))
 
     def pools(self):

@@ -56,3 +56,23 @@ def test_destination_sr_space_is_checked_before_the_copy(pools, connect, migrate
         assert_migrated(src, dst, vm_uuid)
     finally:
         dst.xenapi.SR.set_physical_size(sr, size)
+
+
+def test_pci_passthrough_is_refused_or_left_behind_as_chosen(pools, connect, migrate):
+    src, dst = connect(0), connect(1)
+    vm, _ = scenario.build_tree(pools[0], src, "pci-%s" % uuid.uuid4().hex[:6], [4 * MiB],
+                                [("write", "a"), ("snap", "s1"), ("write", "b")])
+    vm_uuid = src.xenapi.VM.get_uuid(vm)
+    src.xenapi.VM.add_to_other_config(vm, "pci", "0/0000:03:00.0")
+    before = inventory(src), inventory(dst)
+    stats, output = migrate(vm_uuid, expect_failure=True)
+    assert "SXM_PREFLIGHT" in output and "PCI passthrough 0/0000:03:00.0" in output, output[-3000:]
+    assert "unmovable_devices" in output
+    assert (inventory(src), inventory(dst)) == before
+    stats, result = migrate(vm_uuid, sxm_unmovable_devices="warn")
+    assert stats["failed"] == 0
+    assert any("PCI passthrough 0/0000:03:00.0" in w and "assign them again" in w
+               for w in result["warnings"]), result["warnings"]
+    assert_migrated(src, dst, vm_uuid)
+    assert "pci" not in dst.xenapi.VM.get_other_config(dst.xenapi.VM.get_by_uuid(vm_uuid))
+    assert src.xenapi.VM.get_other_config(vm)["pci"] == "0/0000:03:00.0"

@@ -117,3 +117,17 @@ def test_an_unmatched_network_is_refused_with_the_option_to_use(source):
         metadata.map_networks(source.value(), {}, dst_networks)
     assert repr(source.lonely) in info.value.message and "no namesake" in info.value.message
     assert "sxm_network_map" in info.value.message
+
+
+def test_host_devices_stay_behind():
+    """Only a VM let through with unmovable_devices: warn has any; none reaches the import."""
+    value = {"objects": [
+        {"class": "VM", "id": "Ref:0", "snapshot": {"uuid": "vm", "other_config": {"pci": "0/0000:03:00.0", "k": "v"},
+                                                    "VGPUs": ["Ref:1"], "VUSBs": ["Ref:2"], "attached_PCIs": []}},
+        {"class": "VGPU", "id": "Ref:1", "snapshot": {}},
+        {"class": "VUSB", "id": "Ref:2", "snapshot": {}},
+        {"class": "VDI", "id": "Ref:3", "snapshot": {}}]}
+    out = metadata.without_host_devices(value)
+    assert [o["class"] for o in out["objects"]] == ["VM", "VDI"]
+    vm = out["objects"][0]["snapshot"]
+    assert vm["other_config"] == {"k": "v"} and vm["VGPUs"] == [] and vm["VUSBs"] == []

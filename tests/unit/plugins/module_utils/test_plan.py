@@ -174,3 +174,18 @@ def test_param_problems_accept_sane_values():
     assert planning.param_problems({"bandwidth_limit": 0, "nbd_connections": 16, "vm": "x",
                                     "default_sr": None, "use_cbt": True,
                                     "source": {"url": "https://a", "username": "root"}}) == []
+
+
+def test_unmovable_devices_are_named_and_refused_or_warned():
+    rec = {"name_label": "gpu-vm", "other_config": {"pci": "0/0000:03:00.0"}, "attached_PCIs": [],
+           "VGPUs": ["OpaqueRef:g"], "VUSBs": ["OpaqueRef:u"]}
+    assert planning.unmovable_devices(rec) == [
+        "PCI passthrough 0/0000:03:00.0 (other_config:pci)", "vGPU OpaqueRef:g", "USB passthrough OpaqueRef:u"]
+    with pytest.raises(PreflightError) as info:
+        planning.check_devices(rec, planning.Options("x"))
+    assert "vGPU OpaqueRef:g" in info.value.message and "unmovable_devices" in info.value.advice
+    [warning] = planning.check_devices(rec, planning.Options("x", unmovable_devices="warn"))
+    assert "USB passthrough" in warning and "assign them again" in warning
+    assert planning.check_devices(dict(rec, other_config={}, VGPUs=[], VUSBs=[]), planning.Options("x")) == []
+    with pytest.raises(InputError):
+        planning.Options("x", unmovable_devices="ignore")
