@@ -36,6 +36,7 @@ def base_result(the_plan):
 def plan_step(src, dst, the_plan):
     """The plan and what the destination already holds; reads only."""
     result = base_result(the_plan)
+    planning.check_nbd(src, the_plan)
     result.update(source_tree=the_plan["tree"].to_dict(), plan=planning.plan_summary(the_plan),
                   destination=planning.destination_progress(dst, the_plan))
     return result
@@ -59,6 +60,7 @@ def mirror_step(src, dst, the_plan, options, check_mode=False, cancel=None, on_d
         result["changed"] = bool(missing)
         result["would_mirror"] = missing
         return result
+    planning.check_nbd(src, the_plan)
     started = time.time()
     progress = Progress([src, dst], PROGRESS_LABEL % the_plan["vm"]["name_label"],
                         sum(d["bytes_to_read"] for d in the_plan["disks"]), options.progress_file,

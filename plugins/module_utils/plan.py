@@ -12,7 +12,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.xapi.sxm.plugins.module_utils import datapath, markers, tree as treemod
-from ansible_collections.xapi.sxm.plugins.module_utils.errors import InputError, PreflightError, XapiFailure
+from ansible_collections.xapi.sxm.plugins.module_utils.errors import (
+    DataPathError, InputError, PreflightError, XapiFailure)
 
 MODES = ("auto", "cold", "warm")
 DISPOSITIONS = ("keep", "block", "destroy")
@@ -250,6 +251,23 @@ def plan_disk(src, dst, tree, userdevice, options):
         + (leaf.virtual_size if leaf else 0),
         "cbt": all(n.disks[userdevice].cbt_enabled for n in walk) and (leaf is None or leaf.cbt_enabled),
     }
+
+
+def check_nbd(src, the_plan):
+    """One NBD export of the source opened and closed before anything is made on the
+    destination: a network with the purpose nbd reaches the disks, and its port, TLS and
+    certificate work from here."""
+    if not the_plan["disks"]:
+        return
+    device = the_plan["disks"][0]["userdevice"]
+    tree = the_plan["tree"]
+    node = tree.vm if device in tree.vm.disks else tree.walk(device)[0]
+    try:
+        record = datapath.pick_nbd_record(src.call("VDI.get_nbd_info", node.disks[device].vdi_ref))
+        with datapath.NbdSource(record, tls=the_plan["tls"]) as source:
+            source.size()
+    except DataPathError as e:
+        raise PreflightError(e.message)
 
 
 def plan_summary(the_plan):

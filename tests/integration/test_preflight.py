@@ -76,3 +76,24 @@ def test_pci_passthrough_is_refused_or_left_behind_as_chosen(pools, connect, mig
     assert_migrated(src, dst, vm_uuid)
     assert "pci" not in dst.xenapi.VM.get_other_config(dst.xenapi.VM.get_by_uuid(vm_uuid))
     assert src.xenapi.VM.get_other_config(vm)["pci"] == "0/0000:03:00.0"
+
+
+def test_no_nbd_network_is_found_before_anything_is_made(pools, connect, migrate):
+    src, dst = connect(0), connect(1)
+    vm, _ = scenario.build_tree(pools[0], src, "nbd-%s" % uuid.uuid4().hex[:6], [4 * MiB],
+                                [("write", "a"), ("snap", "s1"), ("write", "b")])
+    vm_uuid = src.xenapi.VM.get_uuid(vm)
+    network = scenario.nbd_network(src)
+    purposes = src.xenapi.network.get_purpose(network)
+    before = inventory(src), inventory(dst)
+    try:
+        for purpose in purposes:
+            src.xenapi.network.remove_purpose(network, purpose)
+        stats, output = migrate(vm_uuid, expect_failure=True)
+        assert "SXM_PREFLIGHT" in output and "no NBD export" in output and "purpose 'nbd'" in output, output[-3000:]
+        assert (inventory(src), inventory(dst)) == before
+    finally:
+        for purpose in purposes:
+            src.xenapi.network.add_purpose(network, purpose)
+    stats, result = migrate(vm_uuid)
+    assert_migrated(src, dst, vm_uuid)
