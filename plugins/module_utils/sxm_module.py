@@ -175,6 +175,8 @@ class SxmModule:
 
     def logout(self):
         for conn in self.connections:
+            # sessions renewed during the work are secrets too
+            self.module.no_log_values.update(conn.session_refs)
             conn.logout()
         self.connections = []
 

@@ -110,6 +110,9 @@ class Connection:
         self.retry_delay = retry_delay
         self.ssl = ssl_context(validate_certs, ca_path) if self.url.startswith("https") else None
         self.session = None
+        # every session ref this connection had: XenAPI logs in again by itself when XAPI
+        # expired one (24 h unused), and each is a secret to keep out of any output
+        self.session_refs = set()
         # one XML-RPC connection: the data path's writer thread calls too
         self.lock = threading.Lock()
 
@@ -126,6 +129,7 @@ class Connection:
                               "or set validate_certs to false only on a trusted network"
                               % (self.url, getattr(e, "reason", e)))
         self.session = session
+        self.session_refs.add(session._session)
         return self
 
     def logout(self):
@@ -163,7 +167,11 @@ class Connection:
 
         def locked():
             with self.lock:
-                return fn(*args)
+                try:
+                    return fn(*args)
+                finally:
+                    if self.session is not None:
+                        self.session_refs.add(self.session._session)
         return self._with_retries(locked, name, retry)
 
     def _with_retries(self, thunk, name, retry):

@@ -129,10 +129,9 @@ class Dispatcher:
             db.save()
 
     def check_session(self, ref):
-        db = self.pool.db
-        if not isinstance(ref, str) or not db.exists("session", ref):
+        if not isinstance(ref, str) or not self.pool.session_alive(ref):
             raise XapiError("SESSION_INVALID", ref)
-        db.raw("session", ref)["last_active"] = now_text()
+        self.pool.touch_session(ref)
 
     def check_rbac(self, session_ref, message):
         session = self.pool.db.raw("session", session_ref)

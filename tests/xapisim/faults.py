@@ -12,6 +12,7 @@ Faults are set through ``POST /xapisim/faults`` (JSON) with a local-root session
   instead of answering.
 * ``latency``: every API call and NBD reply waits ``seconds`` more.
 * ``bandwidth``: NBD and HTTP data are capped at ``bytes_per_second``.
+* ``session_timeout``: sessions unused for ``seconds`` expire (XAPI: 24 h), to test renewal.
 * ``clear``: forget every fault.
 """
 
@@ -19,6 +20,9 @@ import threading
 import time
 
 from .errors import XapiError
+
+
+SESSION_TIMEOUT = 86400.0
 
 
 class Faults:
@@ -29,6 +33,9 @@ class Faults:
         self.import_fails = []   # list of dicts
         self.latency = 0.0
         self.bandwidth = 0       # bytes per second, 0 = unlimited
+        # XAPI's inactive_session_timeout (xapi_globs.ml): a session unused this long is gone
+        self.session_timeout = SESSION_TIMEOUT
+        self.sessions_expired = 0
 
     def add(self, spec):
         kind = spec.get("kind")
@@ -46,6 +53,8 @@ class Faults:
                 self.latency = float(spec["seconds"])
             elif kind == "bandwidth":
                 self.bandwidth = int(spec["bytes_per_second"])
+            elif kind == "session_timeout":
+                self.session_timeout = float(spec["seconds"])
             elif kind == "clear":
                 self.__init__()
             else:
@@ -55,7 +64,8 @@ class Faults:
         with self.lock:
             return {"calls": self.calls, "nbd_drops": self.nbd_drops,
                     "import_fails": self.import_fails, "latency": self.latency,
-                    "bandwidth": self.bandwidth}
+                    "bandwidth": self.bandwidth, "session_timeout": self.session_timeout,
+                    "sessions_expired": self.sessions_expired}
 
     def on_call(self, method):
         """Raise the injected error if this call of ``method`` is the one chosen to fail."""

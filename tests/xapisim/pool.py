@@ -137,11 +137,31 @@ class Pool:
             "this_host": self.master, "this_user": NULL_REF, "last_active": now_text(),
             "pool": False, "is_local_superuser": user["role"] is None,
             "auth_user_name": uname, "originator": originator, "validation_time": now_text(),
+            "_last_active_t": time.time(),
             "rbac_permissions": [] if user["role"] is None else [user["role"]],
         })
 
+    def session_alive(self, ref):
+        """A session exists until logged out or unused for longer than the inactivity timeout
+        (then XAPI's session GC destroys it)."""
+        if not self.db.exists("session", ref):
+            return False
+        rec = self.db.raw("session", ref)
+        idle = time.time() - rec.get("_last_active_t", time.time())
+        if idle > self.faults.session_timeout:
+            self.db.destroy("session", ref)
+            self.faults.sessions_expired += 1
+            return False
+        return True
+
+    def touch_session(self, ref):
+        rec = self.db.raw("session", ref)
+        rec["last_active"] = now_text()
+        rec["_last_active_t"] = time.time()
+
     def session_of_http(self, session_ref):
-        if session_ref and self.db.exists("session", session_ref):
+        if session_ref and self.session_alive(session_ref):
+            self.touch_session(session_ref)
             return self.db.raw("session", session_ref)
         return None
 

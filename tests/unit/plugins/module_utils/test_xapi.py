@@ -116,3 +116,31 @@ def test_a_failed_task_raises_xapis_code_and_is_destroyed(conn, connect):
 def test_explain_gives_a_cause_and_run_again(code, params, words):
     text = xapi.explain(code, params, URL)
     assert words in text and "run again" in text and URL in text
+
+
+def test_a_session_xapi_expired_is_renewed_and_remembered_as_a_secret(pools, connect):
+    """XenAPI logs in again when a call gets SESSION_INVALID (XAPI destroyed the session after
+    its inactivity timeout, cut here to 0.5 s); the connection keeps every session ref it had,
+    for the modules' no_log_values."""
+    import json
+    import time
+    from xapisim import client
+
+    def timeout(seconds):
+        x = connect(0)
+        status, _, body = client.http_request(pools[0], "POST", "/xapisim/faults", session=x,
+                                              body=json.dumps({"kind": "session_timeout",
+                                                               "seconds": seconds}).encode())
+        assert status == 200, body
+
+    conn = xapi.Connection(pools[0]["url"], pools[0]["username"], pools[0]["password"],
+                           ca_path=pools[0]["ca_file"]).login()
+    first = conn.session_ref
+    timeout(0.5)
+    try:
+        time.sleep(1.0)
+        assert conn.call("pool.get_all")            # renewed, not failed
+    finally:
+        timeout(86400)
+    assert conn.session_ref != first and {first, conn.session_ref} <= conn.session_refs
+    conn.logout()
