@@ -42,8 +42,8 @@ options:
     default: auto
   unmovable_devices:
     description:
-      - What to do with a VM that has devices no migration can carry to another pool: PCI
-        passthrough (C(other_config:pci) or attached PCI devices), vGPUs, USB passthrough.
+      - What to do with a VM that has devices no migration can carry to another pool (PCI
+        passthrough in C(other_config:pci) or attached PCI devices, vGPUs, USB passthrough).
       - V(refuse) stops before anything moves and names them.
       - V(warn) migrates the VM without them and says so in the result's warnings; assign them
         again on the destination.

@@ -39,8 +39,8 @@ def param_problems(params, where=""):
         elif name in BOUNDS and value is not None and not isinstance(value, bool):
             least, most = BOUNDS[name]
             if value < least or (most is not None and value > most):
-                problems.append("%s is %s: give %s" % (label, value, "between %s and %s" % (least, most)
-                                                        if most is not None else "at least %s" % least))
+                wanted = "between %s and %s" % (least, most) if most is not None else "at least %s" % least
+                problems.append("%s is %s: give %s" % (label, value, wanted))
         elif name in NOT_EMPTY and value is not None and not str(value).strip():
             problems.append("%s is empty" % label)
     return problems

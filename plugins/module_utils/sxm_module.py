@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
-from ansible_collections.xapi.sxm.plugins.module_utils import cancel as cancelling, lock as locking
+from ansible_collections.xapi.sxm.plugins.module_utils import cancel as cancelling, lock as locking, secret_channel
 from ansible_collections.xapi.sxm.plugins.module_utils.errors import InputError, error_from
 from ansible_collections.xapi.sxm.plugins.module_utils.plan import Options, param_problems
 from ansible_collections.xapi.sxm.plugins.module_utils.xapi import HAS_XENAPI, Connection
@@ -97,9 +97,23 @@ class SxmModule:
         self.partial = {}          # what is done so far: the partial result of a failure
         self.connections = []
         self.cancel = cancelling.Cancel()
+        self.fetch_passwords()
         problems = param_problems(self.params)
         if problems:
             self.fail(InputError("; ".join(problems), advice="fix the options named; nothing was changed"))
+
+    def fetch_passwords(self):
+        """Where the action plugin sent a channel reference instead of the passwords, fetch
+        them (they then exist only in this process's memory) and keep them out of any output."""
+        reference = secret_channel.reference_in(self.params)
+        if reference is None:
+            return
+        try:
+            found = secret_channel.fetch(reference)
+        except secret_channel.SecretChannelError as e:
+            self.fail(InputError(str(e), advice="nothing was changed"))
+        self.module.no_log_values.update(value for value in found.values() if value)
+        secret_channel.fill_in(self.params, found)
 
     # ---- pools ------------------------------------------------------------------------------
     def connect(self, params):

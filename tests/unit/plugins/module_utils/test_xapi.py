@@ -128,9 +128,8 @@ def test_a_session_xapi_expired_is_renewed_and_remembered_as_a_secret(pools, con
 
     def timeout(seconds):
         x = connect(0)
-        status, _, body = client.http_request(pools[0], "POST", "/xapisim/faults", session=x,
-                                              body=json.dumps({"kind": "session_timeout",
-                                                               "seconds": seconds}).encode())
+        body = json.dumps({"kind": "session_timeout", "seconds": seconds}).encode()
+        status, dummy, body = client.http_request(pools[0], "POST", "/xapisim/faults", session=x, body=body)
         assert status == 200, body
 
     conn = xapi.Connection(pools[0]["url"], pools[0]["username"], pools[0]["password"],
