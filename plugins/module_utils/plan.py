@@ -84,6 +84,37 @@ class Options:
         self.unmovable_devices = unmovable_devices
 
 
+class AlreadyMigrated(Exception):
+    """The VM is gone from the source and its migration is complete on the destination (the
+    source was destroyed at cut-over): every step has nothing to do."""
+
+    def __init__(self, vm_uuid, vm_name):
+        super(AlreadyMigrated, self).__init__(vm_uuid)
+        self.vm_uuid, self.vm_name = vm_uuid, vm_name
+
+    def result(self):
+        message = ("already migrated: VM %s is complete on the destination and gone from the "
+                   "source; nothing to do" % self.vm_name)
+        return {"changed": False, "vm_uuid": self.vm_uuid, "vm_name": self.vm_name,
+                "message": message, "summary": [message], "lines": [message]}
+
+
+def completed_on(dst, wanted):
+    """The destination VM of a complete job for ``wanted`` (uuid or unique name), or None."""
+    try:
+        refs = [dst.call("VM.get_by_uuid", wanted)]
+    except XapiFailure:
+        refs = list(dst.call("VM.get_all_records_where",
+                             'field "name__label"="%s"' % wanted.replace('"', '\\"')))
+    if len(refs) != 1:
+        return None
+    rec = dst.call("VM.get_record", refs[0])
+    if rec["is_a_snapshot"] or rec["is_a_template"] or markers.state_of(rec) != "complete" \
+            or rec["other_config"].get(markers.JOB) != rec["uuid"]:
+        return None
+    return rec
+
+
 def find_vm(conn, wanted):
     """A VM (not a snapshot or template) by uuid or unique name."""
     try:
@@ -136,6 +167,13 @@ def check_movable(vm_rec, tree, options):
         raise PreflightError("VM %s is %s: cold migration needs it halted. Shut it down, then run "
                              "again (warm migration of running VMs is not built yet)"
                              % (vm_rec["name_label"], vm_rec["power_state"]))
+    state = markers.state_of(vm_rec)
+    if state not in (None, "complete"):
+        raise PreflightError("VM %s is the unfinished copy of another xapi.sxm migration (state %s) on "
+                             "the source pool: it cannot move on before that migration completes"
+                             % (vm_rec["name_label"], state),
+                             advice="finish that migration (run it again) or remove its copy with "
+                                    "migration_cleanup, then run again; nothing was changed")
     checkpoints = [n.name_label for n in tree.snapshots if n.is_checkpoint]
     if checkpoints:
         raise PreflightError("snapshots with memory (checkpoints) are not supported yet: %s"
@@ -179,7 +217,13 @@ def make_plan(src, dst, options):
     """Everything decided before data moves. Returns a dict: ``vm_ref``, ``vm`` (record),
     ``tree`` (tree.Tree), ``disks`` (per disk: walk, SRs, sizes), ``tls``."""
     check_two_pools(src, dst)
-    vm_ref, vm_rec = find_vm(src, options.vm)
+    try:
+        vm_ref, vm_rec = find_vm(src, options.vm)
+    except InputError:
+        done = completed_on(dst, options.vm)
+        if done is None:
+            raise
+        raise AlreadyMigrated(done["uuid"], done["name_label"])
     tree = treemod.discover(src, vm_ref)
     check_movable(vm_rec, tree, options)
     warnings = check_devices(vm_rec, options)

@@ -21,7 +21,7 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.xapi.sxm.plugins.module_utils import cancel as cancelling, lock as locking, secret_channel
 from ansible_collections.xapi.sxm.plugins.module_utils.errors import InputError, error_from
-from ansible_collections.xapi.sxm.plugins.module_utils.plan import Options, param_problems
+from ansible_collections.xapi.sxm.plugins.module_utils.plan import AlreadyMigrated, Options, param_problems
 from ansible_collections.xapi.sxm.plugins.module_utils.xapi import HAS_XENAPI, Connection
 
 ORPHAN_TIMEOUT = 60      # seconds without a poll after which a job stops itself
@@ -179,6 +179,8 @@ class SxmModule:
     def run(self, work):
         try:
             result = work(self)
+        except AlreadyMigrated as done:
+            result = done.result()
         except SystemExit:
             raise
         except BaseException as e:  # noqa: BLE001 - every failure ends in fail_json
