@@ -87,6 +87,7 @@ class Dispatcher:
             if message.takes_session:
                 session_ref = params.pop(0)
                 self.check_session(session_ref)
+                self.pool.log_call(method, session_ref)
                 self.check_rbac(session_ref, message)
             self.pool.faults.on_call(name)
             # XAPI checks handles inside the task for Async calls: the task fails, the call not

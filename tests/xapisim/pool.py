@@ -1,5 +1,6 @@
 """One simulated pool: its database, disks, NBD server, faults, accounts and first objects."""
 
+import collections
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ GiB = 1 << 30
 ALL_ROLES = ["pool-admin", "pool-operator", "vm-power-admin", "vm-admin", "vm-operator", "read-only"]
 # XAPI waits before answering a failed login; shorter here so that tests stay quick.
 AUTH_FAILURE_DELAY = 1.0
+CALL_LOG_LIMIT = 200000
 
 
 def make_host_certificate(folder, name):
@@ -49,6 +51,7 @@ class Pool:
         self.cert_file, self.key_file = make_host_certificate(self.pki_dir, "xapisim-%s" % self.name)
         self.db = Database(os.path.join(self.dir, "db.json"))
         self.faults = Faults()
+        self.call_log = collections.deque(maxlen=CALL_LOG_LIMIT)
         self.url = None
         self.nbd = None
         self.storage = None
@@ -140,6 +143,12 @@ class Pool:
             "_last_active_t": time.time(),
             "rbac_permissions": [] if user["role"] is None else [user["role"]],
         })
+
+    def log_call(self, method, session_ref):
+        """Who called what, when (simulator-only, GET /xapisim/calls): the originator is the
+        one the client gave at login ("xapi.sxm" for the collection)."""
+        originator = self.db.raw("session", session_ref).get("originator", "")
+        self.call_log.append((time.time(), method, originator))
 
     def session_alive(self, ref):
         """A session exists until logged out or unused for longer than the inactivity timeout

@@ -106,6 +106,17 @@ def faults_endpoint(pool, req):
     req.respond(200, json.dumps(pool.faults.state()).encode(), content_type="application/json")
 
 
+@route("GET", "/xapisim/calls")
+def calls_endpoint(pool, req):
+    """Simulator-only: the API calls made since ``since`` (seconds since the epoch), as
+    [time, method, originator] (sessions' refs are left out)."""
+    if require_root_session(pool, req) is None:
+        return
+    since = float(req.param("since", "0"))
+    calls = [list(entry) for entry in list(pool.call_log) if entry[0] >= since]
+    req.respond(200, json.dumps(calls).encode(), content_type="application/json")
+
+
 def inject_fault_cli(state_dir, index, spec):
     with open(os.path.join(state_dir, "pools.json")) as f:
         p = json.load(f)["pools"][index]
