@@ -142,6 +142,11 @@ class DiskMirror:
         walk = self.tree.walk(self.userdevice)
         leaf = self.tree.vm.disks.get(self.userdevice)
         done = self._prepare(walk, leaf)
+        if self.w_ref is None:
+            # a disk the VM no longer has, every snapshot of it already mirrored
+            self.result.pairs.update(done)
+            self.result.nodes_skipped = len(walk)
+            return self.result
         held, leaf_synced = self._resolve_held(walk, leaf, done)
         steps = len(walk) + (1 if leaf is not None and sync_leaf else 0)
         digests_by_node = {}       # node uuid -> digests, kept while children may need them
@@ -177,6 +182,12 @@ class DiskMirror:
             self.frames.close()
         if leaf is not None:
             self.result.pairs[leaf.uuid] = self.w_rec["uuid"]
+        else:
+            # the VM no longer has this disk (only its snapshots do): W, which no VM uses, goes,
+            # and the destination snapshots' snapshot_of dangles as the source's does
+            self.dst.call("VDI.destroy", self.w_ref)
+            self.w_ref = None
+            self.result.changed = True
         return self.result
 
     def _check_cancel(self):
@@ -197,10 +208,17 @@ class DiskMirror:
         for ref in half:
             self.dst.call("VDI.destroy", ref)
             self.result.changed = True
-        self.w_ref = working[0] if working else self._create_working(walk, leaf)
+        done = dict((uuid, found[1]["uuid"]) for uuid, found in done.items())
+        if working:
+            self.w_ref = working[0]
+        elif leaf is None and in_tree <= set(done):
+            self.w_ref = None
+            return done
+        else:
+            self.w_ref = self._create_working(walk, leaf)
         self.w_rec = self.dst.call("VDI.get_record", self.w_ref)
         self.result.working_vdi, self.result.working_uuid = self.w_ref, self.w_rec["uuid"]
-        return dict((uuid, found[1]["uuid"]) for uuid, found in done.items())
+        return done
 
     def _remove_from_other_srs(self):
         """What an earlier run made for this disk on another SR (the destination SR was
