@@ -5,16 +5,17 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV := .venv
 PY := $(VENV)/bin/python
-TEST_LAYERS := unit conformance thirdparty integration sanity lint
+TEST_LAYERS := unit conformance thirdparty integration faults sanity lint
 
-.PHONY: help setup test $(TEST_LAYERS) test-long demo bench changelog-lint constraints clean distclean
+.PHONY: help setup test $(TEST_LAYERS) test-long test-faults demo bench changelog-lint constraints clean distclean
 
 help:
 	@echo "make setup        Debian packages, .venv with pinned Python packages (idempotent)"
 	@echo "make demo         migrate a VM tree between two simulated pools (no real pool needed)"
 	@echo "make test         every test layer: $(TEST_LAYERS)"
-	@echo "make unit | conformance | thirdparty | integration | sanity | lint   one layer"
+	@echo "make unit | conformance | thirdparty | integration | faults | sanity | lint   one layer"
 	@echo "make test-long    long runs (a 16-minute migration through the role), not part of make test"
+	@echo "make test-faults  the whole fault matrix (every step, kills at seeded moments), not part of make test"
 	@echo "make bench        benchmarks against the simulator"
 	@echo "make constraints  re-freeze constraints.txt after changing a pin"
 	@echo "make clean        remove build/ and test output (keeps .venv)"
@@ -53,6 +54,14 @@ thirdparty: $(LAYER_DEPS)
 
 integration: $(LAYER_DEPS)
 	@tools/pytest_layer.sh integration tests/integration
+
+# The fault matrix: make test runs its quick cases, test-faults all of them (SXM_FAULT_SEED
+# picks the kill moments; the table lands in tests/output/fault-matrix.json).
+faults: $(LAYER_DEPS)
+	@tools/pytest_layer.sh faults tests/faults -m quick
+
+test-faults: setup
+	@tools/pytest_layer.sh faults tests/faults
 
 # Long runs, kept out of `make test` (each takes a quarter of an hour or more).
 test-long: setup

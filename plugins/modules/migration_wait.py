@@ -231,6 +231,22 @@ def remove(path):
             pass
 
 
+def remove_orphan_results(async_dir, job):
+    """The results that jobs of the same VM left when nobody waited for them any more (their
+    controller was killed): finished, naming the same vm_uuid. Nobody else would read them."""
+    vm_uuid = job.get("vm_uuid")
+    if not vm_uuid:
+        return []
+    removed = []
+    for name in sorted(os.listdir(async_dir)):
+        path = os.path.join(async_dir, name)
+        data = read_job(path) if os.path.isfile(path) else None
+        if data and "started" not in data and data.get("vm_uuid") == vm_uuid:
+            remove(path)
+            removed.append(name)
+    return removed
+
+
 def main():
     # not required=True: ansible-doc would show an option users cannot set as a required one
     spec = dict(ARGUMENT_SPEC, _async_dir=dict(type="path"))
@@ -252,6 +268,7 @@ def main():
         # nothing may stay behind in the async directory, and the job no longer needs keeping alive
         remove(job_path)
         remove(params["keepalive_file"])
+        remove_orphan_results(params["_async_dir"], data)
         module.exit_json(changed=False, finished=True, job=data, progress=progress)
     if params["keepalive_file"]:
         try:

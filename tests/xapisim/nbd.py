@@ -88,7 +88,8 @@ class NbdServer:
         # A bound socket that never listens keeps the port ours while the server is off:
         # connections are refused, yet no outgoing connection can take it as its local port.
         self.reserve = reusable_socket()
-        self.reserve.bind(("127.0.0.1", 0))
+        # a restarted pool keeps its port, as a host keeps 10809
+        self.reserve.bind(("127.0.0.1", self.pool.config.get("nbd_port", 0)))
         self.port = self.reserve.getsockname()[1]
         self.reconfigure()
         # nbdkit's --exit-with-parent follows the thread that started it: this one lives as

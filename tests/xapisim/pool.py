@@ -74,6 +74,11 @@ class Pool:
             json.dump(config, f, indent=1)
         return config
 
+    def remember_ports(self, https_port, nbd_port):
+        self.config.update(https_port=https_port, nbd_port=nbd_port)
+        with open(self.config_path, "w") as f:
+            json.dump(self.config, f, indent=1)
+
     # ---- first objects ----------------------------------------------------------------------
     def bootstrap(self):
         db = self.db

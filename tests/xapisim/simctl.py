@@ -31,11 +31,13 @@ def serve(state_dir, count, block_status=False):
         for i in range(count):
             pool = Pool(i, state_dir)
             pool.storage = Storage(pool)
-            server = PoolServer(pool)
+            # a restarted pool keeps its ports (a host keeps 443 and 10809): clients reconnect
+            server = PoolServer(pool, port=pool.config.get("https_port", 0))
             pool.url = "https://127.0.0.1:%d/" % server.port
             server.serve_in_thread()
             pool.nbd = NbdServer(pool, block_status=block_status)
             pool.nbd.start()
+            pool.remember_ports(server.port, pool.nbd.port)
             pools.append(pool)
             servers.append(server)
             users = pool.config["users"]

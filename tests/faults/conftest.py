@@ -1,0 +1,29 @@
+"""The fault matrix uses the integration tests' helpers, and reports its table at the end."""
+
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "quick: the fault-matrix cases that make test runs")
+
+
+def pytest_terminal_summary(terminalreporter):
+    from test_fault_matrix import ROWS
+    if not ROWS:
+        return
+    out = os.path.join(os.path.dirname(HERE), "output")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "fault-matrix.json"), "w") as f:
+        json.dump(ROWS, f, indent=1)
+    keys = ["step", "first_run", "rerun", "byte_mismatches", "source_changes", "leftover_objects",
+            "pending_tasks", "lock_keys", "sessions", "ansible_tmp", "ansible_local_caches", "ansible_async", "secrets"]
+    terminalreporter.write_line("")
+    terminalreporter.write_line("| case | " + " | ".join(keys) + " |")
+    terminalreporter.write_line("|" + " --- |" * (len(keys) + 1))
+    for row in ROWS:
+        terminalreporter.write_line("| %s | %s |" % (row["case"], " | ".join(str(row.get(k, "")) for k in keys)))

@@ -1,0 +1,211 @@
+"""Issue 12: the fault matrix. For every step of the flow a fault is injected into the
+simulated pools (a failed XAPI call, a dropped NBD connection, a failed and a cut HTTP import,
+a pool restart) or a process is killed (SIGKILL of the controller or of the module, at seeded
+moments); then the same playbook is run again. Every case must end with the destination tree
+and its bytes equal to the source's, the source unchanged (but for the disposition asked for),
+and nothing left: objects, pending tasks, lock keys and live sessions on either pool, entries
+in ~/.ansible/tmp and ~/.ansible_async, files or command lines holding a secret.
+
+`make test-faults` runs every case; `make test` runs those marked quick. Each case's outcome
+goes to tests/output/fault-matrix.json, and a table of them is printed at the end."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from xapisim import client, scenario
+from xapisim.testing import xapisim
+
+from checks import assert_migrated, assert_nothing_left_behind, inventory
+from harness import REPO, pool_vars
+from test_locks import module_pids
+from test_secrets import leaks, start
+
+sys.path.insert(0, os.path.join(REPO, "build", "collections"))
+
+from ansible_collections.xapi.sxm.plugins.module_utils.lock import lock_keys  # noqa: E402
+
+MiB = 1 << 20
+SEED = int(os.environ.get("SXM_FAULT_SEED", "12"))
+ORPHAN_TIMEOUT = 6
+LOCK_TIMEOUT = 6
+TREE = [("write", "a"), ("snap", "s1"), ("write", "b"), ("snap", "s2"), ("revert", "s1"),
+        ("write", "c"), ("snap", "s3"), ("write", "d")]
+ERROR = ["INTERNAL_ERROR", "injected by the fault matrix"]
+ROWS = []
+
+
+def call(pool, method, nth=1):
+    return ("fault", pool, {"kind": "call", "method": method, "nth": nth, "count": 1, "error": ERROR})
+
+
+# (name, step, fault, disposition, quick)
+CASES = [
+    ("preflight: SR.get_record fails", "preflight", call(1, "SR.get_record"), "keep", True),
+    ("discovery: VM.get_all_records_where fails", "discovery", call(0, "VM.get_all_records_where"), "keep", True),
+    ("working disk: VDI.create fails", "transfer", call(1, "VDI.create"), "keep", True),
+    ("second node: VDI.snapshot fails", "transfer", call(1, "VDI.snapshot", 2), "keep", True),
+    ("third node: VDI.snapshot fails", "transfer", call(1, "VDI.snapshot", 3), "keep", False),
+    ("markers: VDI.add_to_other_config fails", "markers", call(1, "VDI.add_to_other_config", 3), "keep", True),
+    ("after the import: VM.get_blocked_operations fails", "metadata import",
+     call(1, "VM.get_blocked_operations"), "keep", True),
+    ("fix-ups: VDI.set_snapshot_time fails", "fix-ups", call(1, "VDI.set_snapshot_time", 2), "keep", True),
+    ("verify: VDI.get_nbd_info fails on the destination", "verify", call(1, "VDI.get_nbd_info"), "keep", False),
+    ("cut-over: VM.remove_from_blocked_operations fails", "cut-over",
+     call(1, "VM.remove_from_blocked_operations"), "keep", True),
+    ("disposition block: VM.add_to_blocked_operations fails", "disposition",
+     call(0, "VM.add_to_blocked_operations"), "block", True),
+    ("disposition destroy: VM.destroy fails", "disposition", call(0, "VM.destroy"), "destroy", False),
+    ("NBD connection dropped", "transfer", ("fault", 0, {"kind": "nbd_drop", "after_bytes": 1 * MiB}), "keep", True),
+    ("HTTP import fails", "transfer", ("fault", 1, {"kind": "import_fail", "after_bytes": 200000}), "keep", False),
+    ("HTTP import cut", "transfer", ("fault", 1, {"kind": "import_fail", "after_bytes": 200000, "cut": True}),
+     "keep", False),
+    ("pool restart during the copy", "transfer", ("restart", None, None), "keep", False),
+]
+rng = random.Random(SEED)
+for index in range(20):
+    who = "controller" if index % 2 == 0 else "module"
+    CASES.append(("SIGKILL of the %s at %.1f s" % (who, 0), "kill", ("kill", who, round(rng.uniform(1.0, 9.0), 1)),
+                  "keep", False))
+CASES = [(name.replace(" at 0.0 s", " at %.1f s" % fault[2]) if fault[0] == "kill" else name,
+          step, fault, disposition, quick) for name, step, fault, disposition, quick in CASES]
+
+
+def post_fault(pool, x, spec):
+    x.xenapi.pool.get_all()
+    status, dummy, body = client.http_request(pool, "POST", "/xapisim/faults", session=x,
+                                              body=json.dumps(spec).encode())
+    assert status == 200, body
+
+
+def live_sessions(pool):
+    """Sessions the collection opened (originator xapi.sxm) that still exist on the pool."""
+    with open(os.path.join(pool["state_dir"], "db.json")) as f:
+        sessions = json.load(f)["tables"].get("session", {})
+    return sum(1 for rec in sessions.values() if rec.get("originator") == "xapi.sxm")
+
+
+def new_entries(folder, before):
+    try:
+        return sorted(set(os.listdir(folder)) - before)
+    except FileNotFoundError:
+        return []
+
+
+def listing(folder):
+    try:
+        return set(os.listdir(folder))
+    except FileNotFoundError:
+        return set()
+
+
+def source_state(x, vm_uuid):
+    """The source as a user sees it: objects, and the VM's and snapshots' records that matter."""
+    vm = x.xenapi.VM.get_by_uuid(vm_uuid)
+    records = {}
+    for owner in [vm] + x.xenapi.VM.get_snapshots(vm):
+        rec = x.xenapi.VM.get_record(owner)
+        records[rec["uuid"]] = (rec["name_label"], rec["power_state"], sorted(rec["blocked_operations"]),
+                                sorted(rec["tags"]), rec["snapshot_time"].value if hasattr(rec["snapshot_time"], "value")
+                                else str(rec["snapshot_time"]))
+    return inventory(x), records
+
+
+def run_to_end(variables, tmp_path, timeout=300):
+    run = start(variables, tmp_path)
+    code = run.wait(timeout)
+    return code, open(run.log).read()
+
+
+def restart_pools(state_dir):
+    xapisim("down", "--state-dir", state_dir)
+    xapisim("up", "--state-dir", state_dir, "--pools", "2")
+
+
+@pytest.mark.parametrize("name, step, fault, disposition, quick",
+                         [pytest.param(*c, id=c[0], marks=[pytest.mark.quick] if c[4] else []) for c in CASES])
+def test_fault_then_rerun(name, step, fault, disposition, quick, pools, state_dir, connect, tmp_path):
+    x, y = connect(0), connect(1)
+    size = [8 * MiB, 4 * MiB] if fault[0] in ("kill", "restart") else [4 * MiB, 2 * MiB]
+    vm, dummy = scenario.build_tree(pools[0], x, "faults-%s" % uuid.uuid4().hex[:6], size, TREE)
+    vm_uuid = x.xenapi.VM.get_uuid(vm)
+    before_src, before_dst = source_state(x, vm_uuid), inventory(y)
+    tmp_dir, async_dir = os.path.expanduser("~/.ansible/tmp"), os.path.expanduser("~/.ansible_async")
+    before_tmp, before_async = listing(tmp_dir), listing(async_dir)
+    before_sessions = live_sessions(pools[0]) + live_sessions(pools[1])
+    since = time.time() - 1
+    report_dir = str(tmp_path / "reports")
+    variables = {"sxm_source": pool_vars(pools[0]), "sxm_destination": pool_vars(pools[1]), "sxm_vm": vm_uuid,
+                 "sxm_report_dir": report_dir, "sxm_source_disposition": disposition,
+                 "sxm_orphan_timeout": ORPHAN_TIMEOUT, "sxm_lock_timeout": LOCK_TIMEOUT}
+    kind, where, spec = fault
+    first = None
+    if kind == "fault":
+        post_fault(pools[where], [x, y][where], spec)
+        first, dummy = run_to_end(variables, tmp_path)
+    elif kind == "restart":
+        run = start(dict(variables, sxm_bandwidth_limit=4 * MiB), tmp_path)
+        deadline = time.monotonic() + 60
+        while not module_pids(run.tag) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
+        restart_pools(state_dir)
+        first = run.wait(300)
+        x, y = connect(0), connect(1)
+    else:
+        run = start(dict(variables, sxm_bandwidth_limit=4 * MiB), tmp_path)
+        time.sleep(spec)
+        if where == "controller":
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+            deadline = time.monotonic() + ORPHAN_TIMEOUT + 30
+            while module_pids(run.tag, wrapper_too=True) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        else:
+            for pid in module_pids(run.tag, name="vdi_mirror") + module_pids(run.tag, name="migration_verify"):
+                os.kill(pid, signal.SIGKILL)
+            run.wait(300)
+            time.sleep(LOCK_TIMEOUT + 1)     # the dead holder's lock ages out
+        first = run.returncode
+    for pool, session in ((pools[0], x), (pools[1], y)):
+        post_fault(pool, session, {"kind": "clear"})
+    code, output = run_to_end(variables, tmp_path)
+    assert code == 0, "the re-run failed after %s:\n%s" % (name, output[-4000:])
+
+    row = {"case": name, "step": step, "first_run": "failed" if first else "finished", "rerun": "finished"}
+    assert_migrated(x, y, vm_uuid)
+    row["byte_mismatches"] = 0
+    if disposition == "keep":
+        assert source_state(x, vm_uuid) == before_src
+    elif disposition == "block":
+        assert "start" in x.xenapi.VM.get_blocked_operations(x.xenapi.VM.get_by_uuid(vm_uuid))
+        assert inventory(x) == before_src[0]
+    else:
+        assert vm_uuid not in inventory(x)[0]
+    row["source_changes"] = 0
+    assert_nothing_left_behind(y, vm_uuid, before_dst)
+    pending = [t for t in x.xenapi.task.get_all_records().values() if t["status"] == "pending"]
+    locks = lock_keys(y.xenapi.pool.get_other_config(y.xenapi.pool.get_all()[0]), vm_uuid)
+    row.update(
+        leftover_objects=0, pending_tasks=len(pending), lock_keys=len(locks),
+        sessions=live_sessions(pools[0]) + live_sessions(pools[1]) - before_sessions,
+        # a module's payload and arguments live in ansible-tmp-*; ansible-local-* is the code
+        # cache a killed ansible-playbook leaves (Ansible's own, no arguments): counted apart
+        ansible_tmp=len([e for e in new_entries(tmp_dir, before_tmp) if not e.startswith("ansible-local-")]),
+        ansible_local_caches=len([e for e in new_entries(tmp_dir, before_tmp) if e.startswith("ansible-local-")]),
+        ansible_async=len([e for e in new_entries(async_dir, before_async)
+                           if vm_uuid in open(os.path.join(async_dir, e)).read()]),
+        secrets=len(leaks(pools, state_dir, since, report_dir)))
+    ROWS.append(row)
+    assert (row["pending_tasks"], row["lock_keys"], row["ansible_tmp"], row["ansible_async"], row["secrets"]) == \
+        (0, 0, 0, 0, 0), row
+    # a SIGKILLed module cannot log out: its sessions die with XAPI's 24 h inactivity timeout
+    if not (kind == "kill" and where == "module"):
+        assert row["sessions"] == 0, row
+

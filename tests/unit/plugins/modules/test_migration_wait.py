@@ -1,0 +1,19 @@
+"""migration_wait's module: the finished results that orphaned jobs of the same VM left in the
+async folder go with the job's own; running jobs and other VMs' results stay."""
+
+import json
+
+from ansible_collections.xapi.sxm.plugins.modules import migration_wait
+
+
+def test_orphan_results_of_the_same_vm_are_removed(tmp_path):
+    files = {"j1": {"vm_uuid": "vm-a", "changed": False, "failed": True, "error_code": "SXM_CANCELLED"},
+             "j2": {"started": 1, "finished": 0, "ansible_job_id": "j2"},
+             "j3": {"vm_uuid": "vm-b", "changed": True},
+             "j4": "not json"}
+    for name, data in files.items():
+        (tmp_path / name).write_text(data if isinstance(data, str) else json.dumps(data))
+    removed = migration_wait.remove_orphan_results(str(tmp_path), {"vm_uuid": "vm-a"})
+    assert removed == ["j1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j2", "j3", "j4"]
+    assert migration_wait.remove_orphan_results(str(tmp_path), {}) == []
