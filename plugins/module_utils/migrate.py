@@ -60,8 +60,8 @@ def mirror_step(src, dst, the_plan, options, check_mode=False, cancel=None, on_d
         result["changed"] = bool(missing)
         result["would_mirror"] = missing
         return result
-    planning.check_nbd(src, the_plan)
     started = time.time()
+    # the progress file first: it names this process, by which a waiter tells a killed job
     progress = Progress([src, dst], PROGRESS_LABEL % the_plan["vm"]["name_label"],
                         sum(d["bytes_to_read"] for d in the_plan["disks"]), options.progress_file,
                         cancel=cancel, description="xapi.sxm migration of VM %s" % the_plan["job"]).start()
@@ -69,6 +69,7 @@ def mirror_step(src, dst, the_plan, options, check_mode=False, cancel=None, on_d
     dst_tls = planning.nbd_uses_tls(dst)
     ok = False
     try:
+        planning.check_nbd(src, the_plan)
         for disk in the_plan["disks"]:
             r = mirror.DiskMirror(src, dst, the_plan["tree"], disk["userdevice"], disk["destination_sr_ref"],
                                   the_plan["job"], tls=the_plan["tls"], use_cbt=options.use_cbt,

@@ -21,7 +21,8 @@ def pytest_terminal_summary(terminalreporter):
     with open(os.path.join(out, "fault-matrix.json"), "w") as f:
         json.dump(ROWS, f, indent=1)
     keys = ["step", "first_run", "rerun", "byte_mismatches", "source_changes", "leftover_objects",
-            "pending_tasks", "lock_keys", "sessions", "ansible_tmp", "ansible_local_caches", "ansible_async", "secrets"]
+            "pending_tasks", "lock_keys", "sessions", "ansible_tmp", "ansible_local_caches",
+            "payload_dirs", "ansible_async", "secrets"]
     terminalreporter.write_line("")
     terminalreporter.write_line("| case | " + " | ".join(keys) + " |")
     terminalreporter.write_line("|" + " --- |" * (len(keys) + 1))

@@ -13,8 +13,8 @@ import json
 import os
 import random
 import signal
-import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
@@ -98,6 +98,10 @@ def new_entries(folder, before):
         return []
 
 
+def payload_dirs():
+    return {name for name in listing(tempfile.gettempdir()) if name.startswith("ansible_xapi.sxm.")}
+
+
 def listing(folder):
     try:
         return set(os.listdir(folder))
@@ -112,8 +116,7 @@ def source_state(x, vm_uuid):
     for owner in [vm] + x.xenapi.VM.get_snapshots(vm):
         rec = x.xenapi.VM.get_record(owner)
         records[rec["uuid"]] = (rec["name_label"], rec["power_state"], sorted(rec["blocked_operations"]),
-                                sorted(rec["tags"]), rec["snapshot_time"].value if hasattr(rec["snapshot_time"], "value")
-                                else str(rec["snapshot_time"]))
+                                sorted(rec["tags"]), str(rec["snapshot_time"]))
     return inventory(x), records
 
 
@@ -139,6 +142,7 @@ def test_fault_then_rerun(name, step, fault, disposition, quick, pools, state_di
     tmp_dir, async_dir = os.path.expanduser("~/.ansible/tmp"), os.path.expanduser("~/.ansible_async")
     before_tmp, before_async = listing(tmp_dir), listing(async_dir)
     before_sessions = live_sessions(pools[0]) + live_sessions(pools[1])
+    before_payloads = payload_dirs()
     since = time.time() - 1
     report_dir = str(tmp_path / "reports")
     variables = {"sxm_source": pool_vars(pools[0]), "sxm_destination": pool_vars(pools[1]), "sxm_vm": vm_uuid,
@@ -199,6 +203,8 @@ def test_fault_then_rerun(name, step, fault, disposition, quick, pools, state_di
         # cache a killed ansible-playbook leaves (Ansible's own, no arguments): counted apart
         ansible_tmp=len([e for e in new_entries(tmp_dir, before_tmp) if not e.startswith("ansible-local-")]),
         ansible_local_caches=len([e for e in new_entries(tmp_dir, before_tmp) if e.startswith("ansible-local-")]),
+        # AnsiballZ's extracted code (no arguments) of a module killed before its cleanup
+        payload_dirs=len(payload_dirs() - before_payloads),
         ansible_async=len([e for e in new_entries(async_dir, before_async)
                            if vm_uuid in open(os.path.join(async_dir, e)).read()]),
         secrets=len(leaks(pools, state_dir, since, report_dir)))

@@ -20,7 +20,8 @@ from test_locks import LOCK_TIMEOUT, ORPHAN_TIMEOUT, module_pids, slow_vm, wait_
 
 MiB = 1 << 20
 HOME = os.path.expanduser("~")
-MAX_SCANNED = 64 * MiB
+MAX_SCANNED = 4 * MiB     # what holds arguments is small: payloads, vars, logs, results
+TOOL_DIRS = (".cache", ".npm", ".pyenv", ".cargo", ".rustup", ".local", ".m2", ".gradle", ".nvm", ".node-gyp")
 
 
 def pool_secrets(pools, state_dir):
@@ -77,7 +78,8 @@ def leaks(pools, state_dir, since, report_dir):
     secrets = pool_secrets(pools, state_dir)
     found = []
     roots = [HOME, "/tmp", report_dir, os.environ.get("ANSIBLE_ASYNC_DIR", os.path.join(HOME, ".ansible_async"))]
-    skip = {state_dir, os.path.join(HOME, ".cache"), os.path.join(HOME, ".npm")}
+    # toolchains and caches that a run never writes (walking them costs seconds)
+    skip = {state_dir} | {os.path.join(HOME, d) for d in TOOL_DIRS}
     for path in set(regular_files([r for r in roots if os.path.isdir(r)], since, skip)):
         try:
             with open(path, "rb") as f:

@@ -17,7 +17,6 @@ vhd-tool ``impl.ml`` (``serve_raw_to_raw``, ``serve_chunked_to_raw``), ``export.
   closes the connection, so a client must look at the task, not at the 200.
 """
 
-import os
 import socket
 import struct
 import threading
@@ -29,6 +28,7 @@ from .errors import XapiError
 from .faults import Throttle
 from .model import datamodel, now_text
 from .server import route
+from .storage import data_bytes
 from . import ova
 
 PIECE = 1 << 20                   # bytes moved per read/write
@@ -212,6 +212,8 @@ class DiskWriter:
         # a thin SR: the file may grow by what the SR has free, then writes fail (ENOSPC in
         # tapdisk: the import fails with VDI_IO_ERROR)
         self.allocation_limit = pool.storage.allocated(vdi_uuid) + space
+        # what the file can hold at most by now: measured only when it may pass the limit
+        self.allocation_bound = self.allocation_limit - space
         self.fault = pool.faults.take_import_fail()
         self.throttle = throttle_of(pool)
         self.written = 0
@@ -233,9 +235,12 @@ class DiskWriter:
         self.file.write(data)
         self.pool.storage.mark_changed(self.uuid, offset, len(data))
         self.written += len(data)
-        self.file.flush()
-        if os.fstat(self.file.fileno()).st_blocks * 512 > self.allocation_limit:
-            raise XapiError(*IO_ERROR)
+        self.allocation_bound += len(data)
+        if self.allocation_bound > self.allocation_limit:
+            self.file.flush()
+            self.allocation_bound = data_bytes(self.file.fileno())
+            if self.allocation_bound > self.allocation_limit:
+                raise XapiError(*IO_ERROR)
 
     def close(self):
         self.file.close()

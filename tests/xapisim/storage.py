@@ -13,6 +13,24 @@ import threading
 CBT_BLOCK = 64 * 1024
 
 
+FS_BLOCK = 4096
+
+
+def data_bytes(fd):
+    size = os.fstat(fd).st_size
+    total = offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError:   # ENXIO: no data after offset
+            break
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        first, last = start // FS_BLOCK * FS_BLOCK, -(-end // FS_BLOCK) * FS_BLOCK
+        total += last - first
+        offset = end
+    return total
+
+
 class Storage:
     def __init__(self, pool):
         self.pool = pool
@@ -51,11 +69,18 @@ class Storage:
         return os.path.getsize(self.path(vdi_uuid))
 
     def allocated(self, vdi_uuid):
-        """Bytes the file really occupies (its physical utilisation)."""
+        """Bytes the file's data occupies (its physical utilisation): the sum of its data
+        extents, rounded to 4 KiB. Not st_blocks, which also counts the filesystem's own
+        extent-tree blocks and delayed-allocation reservations, and so differs between two
+        files holding the same data."""
         try:
-            return os.stat(self.path(vdi_uuid)).st_blocks * 512
+            fd = os.open(self.path(vdi_uuid), os.O_RDONLY)
         except FileNotFoundError:
             return 0
+        try:
+            return data_bytes(fd)
+        finally:
+            os.close(fd)
 
     def open_write(self, vdi_uuid):
         """A file object for writing at offsets; call ``mark_changed`` for what is written."""
