@@ -22,7 +22,7 @@ import pytest
 from xapisim import client, scenario
 from xapisim.testing import xapisim
 
-from checks import assert_migrated, assert_nothing_left_behind, inventory
+from checks import assert_migrated, assert_nothing_left_behind, disks_by_node, inventory, snapshot_tree
 from harness import REPO, pool_vars
 from test_locks import module_pids
 from test_secrets import leaks, start
@@ -120,8 +120,20 @@ def source_state(x, vm_uuid):
     return inventory(x), records
 
 
-def run_to_end(variables, tmp_path, timeout=300):
-    run = start(variables, tmp_path)
+def tree_and_bytes(x, vm_uuid):
+    """The tree and every disk's digest, read over NBD: to compare a destination with a source
+    that a `destroy` removed."""
+    vm = x.xenapi.VM.get_by_uuid(vm_uuid)
+    digests = {node: {device: client.nbd_digest(x, vdi) for device, vdi in devices.items()}
+               for node, devices in disks_by_node(x, vm).items()}
+    return snapshot_tree(x, vm), digests
+
+
+COMPOSITE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "composite.yml")
+
+
+def run_to_end(variables, tmp_path, timeout=300, playbook=None):
+    run = start(variables, tmp_path, playbook)
     code = run.wait(timeout)
     return code, open(run.log).read()
 
@@ -135,10 +147,11 @@ def restart_pools(state_dir):
                          [pytest.param(*c, id=c[0], marks=[pytest.mark.quick] if c[4] else []) for c in CASES])
 def test_fault_then_rerun(name, step, fault, disposition, quick, pools, state_dir, connect, tmp_path):
     x, y = connect(0), connect(1)
-    size = [8 * MiB, 4 * MiB] if fault[0] in ("kill", "restart") else [4 * MiB, 2 * MiB]
+    size = [8 * MiB, 4 * MiB] if fault[0] in ("kill", "restart") else [2 * MiB, 1 * MiB]
     vm, dummy = scenario.build_tree(pools[0], x, "faults-%s" % uuid.uuid4().hex[:6], size, TREE)
     vm_uuid = x.xenapi.VM.get_uuid(vm)
     before_src, before_dst = source_state(x, vm_uuid), inventory(y)
+    expected = tree_and_bytes(x, vm_uuid) if disposition == "destroy" else None
     tmp_dir, async_dir = os.path.expanduser("~/.ansible/tmp"), os.path.expanduser("~/.ansible_async")
     before_tmp, before_async = listing(tmp_dir), listing(async_dir)
     before_sessions = live_sessions(pools[0]) + live_sessions(pools[1])
@@ -150,9 +163,11 @@ def test_fault_then_rerun(name, step, fault, disposition, quick, pools, state_di
                  "sxm_orphan_timeout": ORPHAN_TIMEOUT, "sxm_lock_timeout": LOCK_TIMEOUT}
     kind, where, spec = fault
     first = None
+    # the quick cases (make test) run the flow as one task; the others the role
+    playbook = COMPOSITE if quick else None
     if kind == "fault":
         post_fault(pools[where], [x, y][where], spec)
-        first, dummy = run_to_end(variables, tmp_path)
+        first, dummy = run_to_end(variables, tmp_path, playbook=playbook)
     elif kind == "restart":
         run = start(dict(variables, sxm_bandwidth_limit=4 * MiB), tmp_path)
         deadline = time.monotonic() + 60
@@ -179,11 +194,15 @@ def test_fault_then_rerun(name, step, fault, disposition, quick, pools, state_di
         first = run.returncode
     for pool, session in ((pools[0], x), (pools[1], y)):
         post_fault(pool, session, {"kind": "clear"})
-    code, output = run_to_end(variables, tmp_path)
+    code, output = run_to_end(variables, tmp_path, playbook=playbook)
     assert code == 0, "the re-run failed after %s:\n%s" % (name, output[-4000:])
 
     row = {"case": name, "step": step, "first_run": "failed" if first else "finished", "rerun": "finished"}
-    assert_migrated(x, y, vm_uuid)
+    if disposition == "destroy":
+        assert tree_and_bytes(y, vm_uuid)[1] == expected[1]
+        assert set(snapshot_tree(y, y.xenapi.VM.get_by_uuid(vm_uuid))) == set(expected[0])
+    else:
+        assert_migrated(x, y, vm_uuid)
     row["byte_mismatches"] = 0
     if disposition == "keep":
         assert source_state(x, vm_uuid) == before_src

@@ -40,13 +40,15 @@ def rounded_size(db, sr, size):
 
 
 def refresh_sr_usage(ctx, sr):
-    """SR.virtual_allocation = sum of virtual sizes, physical_utilisation = bytes allocated."""
-    db, storage = ctx.db, ctx.pool.storage
+    """SR.virtual_allocation = sum of virtual sizes, physical_utilisation = sum of the VDIs'
+    physical_utilisation (each refreshed when its data changes, and all of them by SR.scan:
+    measuring every file at every operation made a pool with many VDIs slow)."""
+    db = ctx.db
     virtual = physical = 0
     for vdi in db.where("VDI", SR=sr):
         rec = db.raw("VDI", vdi)
         virtual += rec["virtual_size"]
-        physical += storage.allocated(rec["uuid"])
+        physical += int(rec["physical_utilisation"])
     db.update("SR", sr, virtual_allocation=virtual, physical_utilisation=physical)
 
 

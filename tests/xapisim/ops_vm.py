@@ -12,7 +12,7 @@ import random
 import uuid as uuidlib
 
 from . import guests, ops_vdi
-from .api import create_from_record, implements
+from .api import Context, create_from_record, implements
 from .errors import XapiError
 from .model import EPOCH, NULL_REF, now_text
 from .server import route
@@ -492,6 +492,8 @@ def suspend_image(ctx, vm, name):
         "other_config": {}})
     # a few non-zero bytes so that the image is not empty
     ctx.pool.storage.write(db.raw("VDI", vdi)["uuid"], 0, ("xapisim memory of %s" % vm).encode())
+    ops_vdi.refresh_vdi_usage(ctx, vdi)
+    ops_vdi.refresh_sr_usage(ctx, sr)
     return vdi
 
 
@@ -852,6 +854,7 @@ def guest_write(pool, req):
             return
         pool.storage.write(rec["uuid"], offset, body)
         db.set("VDI", vdi, "physical_utilisation", pool.storage.allocated(rec["uuid"]))
+        ops_vdi.refresh_sr_usage(Context(pool, None), rec["SR"])
         db.save()
     req.respond(200, b"")
 

@@ -105,7 +105,7 @@ def kind(secret):
     return "a session ref" if secret.startswith("OpaqueRef:") else "a password"
 
 
-def start(variables, tmp_path):
+def start(variables, tmp_path, playbook=None):
     """ansible-playbook in the background, its variables written into a FIFO it reads."""
     fifo = str(tmp_path / ("vars-%s.json" % uuid.uuid4().hex[:6]))
     os.mkfifo(fifo, 0o600)
@@ -114,7 +114,7 @@ def start(variables, tmp_path):
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                SXM_TEST_RUN=tag)
     proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
-                             os.path.join(REPO, "playbooks", "migrate_vm.yml"), "-e", "@%s" % fifo],
+                             playbook or os.path.join(REPO, "playbooks", "migrate_vm.yml"), "-e", "@%s" % fifo],
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def feed():
