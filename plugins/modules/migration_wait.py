@@ -231,17 +231,24 @@ def remove(path):
             pass
 
 
+def job_vm(data):
+    """The VM a job's result is about: its vm_uuid, or (a failure's result may have none) the
+    vm it was given."""
+    return data.get("vm_uuid") or (data.get("partial_result") or {}).get("vm_uuid") \
+        or ((data.get("invocation") or {}).get("module_args") or {}).get("vm")
+
+
 def remove_orphan_results(async_dir, job):
     """The results that jobs of the same VM left when nobody waited for them any more (their
-    controller was killed): finished, naming the same vm_uuid. Nobody else would read them."""
-    vm_uuid = job.get("vm_uuid")
-    if not vm_uuid:
+    controller was killed): finished, about the same VM. Nobody else would read them."""
+    names = {job.get("vm_uuid"), ((job.get("invocation") or {}).get("module_args") or {}).get("vm")} - {None}
+    if not names:
         return []
     removed = []
     for name in sorted(os.listdir(async_dir)):
         path = os.path.join(async_dir, name)
         data = read_job(path) if os.path.isfile(path) else None
-        if data and "started" not in data and data.get("vm_uuid") == vm_uuid:
+        if data and "started" not in data and job_vm(data) in names:
             remove(path)
             removed.append(name)
     return removed

@@ -1,11 +1,19 @@
 """The fault matrix uses the integration tests' helpers, and reports its table at the end."""
 
+import importlib.util
 import json
 import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+INTEGRATION = os.path.join(os.path.dirname(HERE), "integration")
+sys.path.insert(0, INTEGRATION)
+
+# the integration tests' `migrate` fixture (the role from pool 0 to pool 1)
+_spec = importlib.util.spec_from_file_location("integration_conftest", os.path.join(INTEGRATION, "conftest.py"))
+_integration = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_integration)
+migrate = _integration.migrate
 
 
 def pytest_configure(config):

@@ -183,8 +183,12 @@ def test_fault_then_rerun(name, step, fault, disposition, quick, pools, state_di
         if where == "controller":
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
-            deadline = time.monotonic() + ORPHAN_TIMEOUT + 30
-            while module_pids(run.tag, wrapper_too=True) and time.monotonic() < deadline:
+            # an Ansible worker that was launching the async step goes on launching it: wait
+            # until no module of the run has been seen for a few seconds
+            deadline, quiet_since = time.monotonic() + ORPHAN_TIMEOUT + 40, time.monotonic()
+            while time.monotonic() < deadline and time.monotonic() - quiet_since < 4:
+                if module_pids(run.tag, wrapper_too=True):
+                    quiet_since = time.monotonic()
                 time.sleep(0.2)
         else:
             for pid in module_pids(run.tag, name="vdi_mirror") + module_pids(run.tag, name="migration_verify"):
@@ -213,6 +217,11 @@ def test_fault_then_rerun(name, step, fault, disposition, quick, pools, state_di
         assert vm_uuid not in inventory(x)[0]
     row["source_changes"] = 0
     assert_nothing_left_behind(y, vm_uuid, before_dst)
+    # async_wrapper removes its folder in ~/.ansible/tmp just after it recorded the result
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and [e for e in new_entries(tmp_dir, before_tmp)
+                                           if not e.startswith("ansible-local-")]:
+        time.sleep(0.2)
     pending = [t for t in x.xenapi.task.get_all_records().values() if t["status"] == "pending"]
     locks = lock_keys(y.xenapi.pool.get_other_config(y.xenapi.pool.get_all()[0]), vm_uuid)
     row.update(

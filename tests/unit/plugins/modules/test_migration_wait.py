@@ -10,10 +10,11 @@ def test_orphan_results_of_the_same_vm_are_removed(tmp_path):
     files = {"j1": {"vm_uuid": "vm-a", "changed": False, "failed": True, "error_code": "SXM_CANCELLED"},
              "j2": {"started": 1, "finished": 0, "ansible_job_id": "j2"},
              "j3": {"vm_uuid": "vm-b", "changed": True},
-             "j4": "not json"}
+             "j4": "not json",
+             "j5": {"failed": True, "partial_result": {}, "invocation": {"module_args": {"vm": "vm-a"}}}}
     for name, data in files.items():
         (tmp_path / name).write_text(data if isinstance(data, str) else json.dumps(data))
     removed = migration_wait.remove_orphan_results(str(tmp_path), {"vm_uuid": "vm-a"})
-    assert removed == ["j1"]
+    assert removed == ["j1", "j5"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["j2", "j3", "j4"]
     assert migration_wait.remove_orphan_results(str(tmp_path), {}) == []
