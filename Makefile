@@ -56,7 +56,8 @@ integration: $(LAYER_DEPS)
 	@tools/pytest_layer.sh integration tests/integration
 
 # The fault matrix: make test runs its quick cases, test-faults all of them (SXM_FAULT_SEED
-# picks the kill moments; the table lands in tests/output/fault-matrix.json).
+# picks the kill moments; the table lands in tests/output/fault-matrix.json), with the other
+# kill and interrupt tests: locks taken over, secrets after kills, Ctrl-C, expired sessions.
 faults: $(LAYER_DEPS)
 	@tools/pytest_layer.sh faults tests/faults -m quick
 
