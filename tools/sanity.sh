@@ -17,7 +17,7 @@ SKIPPED_TESTS=(pslint)
 # Not Ansible content: the simulator, its conformance tests, the pytest harness of the
 # integration tests and the benchmarks are plain Python run from .venv, never by Ansible;
 # `make lint` (ruff) checks them. Left out of the sanity copy.
-NOT_COLLECTION_CONTENT=(tests/xapisim tests/conformance tests/integration tests/thirdparty bench)
+NOT_COLLECTION_CONTENT=(tests/xapisim tests/conformance tests/integration tests/thirdparty tests/faults bench)
 
 copy_collection() {
     rm -rf "$TREE"

@@ -242,4 +242,3 @@ def test_fault_then_rerun(name, step, fault, disposition, quick, pools, state_di
     # a SIGKILLed module cannot log out: its sessions die with XAPI's 24 h inactivity timeout
     if not (kind == "kill" and where == "module"):
         assert row["sessions"] == 0, row
-

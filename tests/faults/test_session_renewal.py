@@ -14,23 +14,23 @@ MiB = 1 << 20
 
 def faults(pool, x, spec):
     x.xenapi.pool.get_all()  # a call first: renews the test's own session if it expired
-    status, _, body = client.http_request(pool, "POST", "/xapisim/faults", session=x,
-                                          body=json.dumps(spec).encode())
+    status, dummy, body = client.http_request(pool, "POST", "/xapisim/faults", session=x,
+                                              body=json.dumps(spec).encode())
     assert status == 200, body
     return json.loads(body)
 
 
 def test_expired_sessions_are_renewed_without_failing_the_job(pools, connect, migrate):
     src, dst = connect(0), connect(1)
-    vm, _ = scenario.build_tree(pools[0], src, "sessions-%s" % uuid.uuid4().hex[:6], [16 * MiB],
-                                [("write", "a"), ("snap", "s1"), ("write", "b"), ("snap", "s2"),
-                                 ("write", "c")])
+    vm, dummy = scenario.build_tree(pools[0], src, "sessions-%s" % uuid.uuid4().hex[:6], [16 * MiB],
+                                    [("write", "a"), ("snap", "s1"), ("write", "b"), ("snap", "s2"),
+                                     ("write", "c")])
     vm_uuid = src.xenapi.VM.get_uuid(vm)
     expired = [faults(p, x, {"kind": "session_timeout", "seconds": 1})["sessions_expired"]
                for p, x in ((pools[0], src), (pools[1], dst))]
     try:
         # 4 MiB/s: each 16 MiB node takes about 4 s to read, with no API call on its session
-        stats, result = migrate(vm_uuid, sxm_bandwidth_limit=4 * MiB)
+        stats, dummy = migrate(vm_uuid, sxm_bandwidth_limit=4 * MiB)
         assert stats["failed"] == 0
     finally:
         after = [faults(p, x, {"kind": "session_timeout", "seconds": 86400})["sessions_expired"]
