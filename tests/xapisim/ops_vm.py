@@ -853,8 +853,9 @@ def guest_write(pool, req):
             req.respond(416, b"write beyond the end of the disk\n")
             return
         pool.storage.write(rec["uuid"], offset, body)
-        db.set("VDI", vdi, "physical_utilisation", pool.storage.allocated(rec["uuid"]))
-        ops_vdi.refresh_sr_usage(Context(pool, None), rec["SR"])
+        ctx = Context(pool, None)
+        ops_vdi.refresh_vdi_usage(ctx, vdi)
+        ops_vdi.refresh_sr_usage(ctx, rec["SR"])
         db.save()
     req.respond(200, b"")
 
