@@ -22,6 +22,7 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback
 from ansible_collections.xapi.sxm.plugins.module_utils import cancel as cancelling, lock as locking, secret_channel
 from ansible_collections.xapi.sxm.plugins.module_utils.errors import InputError, error_from
 from ansible_collections.xapi.sxm.plugins.module_utils.plan import AlreadyMigrated, Options, param_problems
+from ansible_collections.xapi.sxm.plugins.module_utils.session_guard import SessionGuard
 from ansible_collections.xapi.sxm.plugins.module_utils.xapi import HAS_XENAPI, Connection
 
 ORPHAN_TIMEOUT = 60      # seconds without a poll after which a job stops itself
@@ -96,6 +97,7 @@ class SxmModule:
         self.check_mode = self.module.check_mode
         self.partial = {}          # what is done so far: the partial result of a failure
         self.connections = []
+        self.guard = SessionGuard()    # logs out of the sessions if this process is killed
         self.cancel = cancelling.Cancel()
         self.fetch_passwords()
         problems = param_problems(self.params)
@@ -125,8 +127,8 @@ class SxmModule:
                              "passwords travel over it" % url)
         if not params["validate_certs"]:
             self.module.warn("validate_certs is off for %s: the pool's identity is not checked" % url)
-        conn = Connection(url, params["username"], params["password"],
-                          validate_certs=params["validate_certs"], ca_path=params["ca_path"]).login()
+        conn = Connection(url, params["username"], params["password"], validate_certs=params["validate_certs"],
+                          ca_path=params["ca_path"], guard=self.guard).login()
         self.connections.append(conn)
         # a session ref unlocks the pool's NBD exports: never in any output
         self.module.no_log_values.add(conn.session_ref)
@@ -195,6 +197,7 @@ class SxmModule:
             self.module.no_log_values.update(conn.session_refs)
             conn.logout()
         self.connections = []
+        self.guard.close()
 
     def fail(self, exc):
         error = error_from(exc)

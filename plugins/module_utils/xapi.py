@@ -95,7 +95,7 @@ class Connection:
     ``session_ref`` is a secret (it unlocks the pool's NBD exports): never log or return it."""
 
     def __init__(self, url, username, password, validate_certs=True, ca_path=None,
-                 originator=ORIGINATOR, retries=3, retry_delay=1.0):
+                 originator=ORIGINATOR, retries=3, retry_delay=1.0, guard=None):
         if not HAS_XENAPI:
             raise XapiFailure("the XenAPI Python library is missing: pip install XenAPI")
         if "://" not in url:
@@ -113,6 +113,8 @@ class Connection:
         # every session ref this connection had: XenAPI logs in again by itself when XAPI
         # expired one (24 h unused), and each is a secret to keep out of any output
         self.session_refs = set()
+        # a session_guard.SessionGuard, told of every session, logs out after a kill
+        self.guard = guard
         # one XML-RPC connection: the data path's writer thread calls too
         self.lock = threading.Lock()
 
@@ -129,8 +131,14 @@ class Connection:
                               "or set validate_certs to false only on a trusted network"
                               % (self.url, getattr(e, "reason", e)))
         self.session = session
-        self.session_refs.add(session._session)
+        self._held(session._session)
         return self
+
+    def _held(self, ref):
+        if ref not in self.session_refs:
+            self.session_refs.add(ref)
+            if self.guard is not None:
+                self.guard.hold(self, ref)
 
     def logout(self):
         if self.session is not None:
@@ -139,6 +147,9 @@ class Connection:
             except Exception:  # noqa: BLE001 - logging out is best effort
                 pass
             self.session = None
+            if self.guard is not None:
+                for ref in self.session_refs:
+                    self.guard.forget(self, ref)
 
     def __enter__(self):
         return self.login()
@@ -171,7 +182,7 @@ class Connection:
                     return fn(*args)
                 finally:
                     if self.session is not None:
-                        self.session_refs.add(self.session._session)
+                        self._held(self.session._session)
         return self._with_retries(locked, name, retry)
 
     def _with_retries(self, thunk, name, retry):
