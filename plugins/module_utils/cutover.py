@@ -58,12 +58,12 @@ def apply_disposition(src, dst, the_plan, dst_rec, how, check_mode):
         if "start" in src.call("VM.get_blocked_operations", vm_ref):
             return False
         if not check_mode:
-            src.call("VM.add_to_blocked_operations", vm_ref, "start", "migrated by xapi.sxm to %s" % dst.url)
+            src.call("VM.add_to_blocked_operations", vm_ref, "start", markers.DISPOSITION_REASON + dst.url)
         return True
     if how == "destroy":
         if not check_mode:
             check_content_unchanged(src, the_plan, dst_rec)
-            destroy_vm_and_disks(src, vm_ref)
+            destroy_vm_and_disks(src, vm_ref, the_plan["tree"])
         return True
     raise StateError("unknown source disposition %r (keep, block or destroy)" % how)
 
@@ -82,8 +82,10 @@ def check_content_unchanged(src, the_plan, dst_rec):
                          "it is not destroyed; " + RERUN)
 
 
-def destroy_vm_and_disks(src, vm_ref):
-    vdis = set()
+def destroy_vm_and_disks(src, vm_ref, tree):
+    """The VM, its snapshots, their disks and its loose VDI snapshots: those were carried, and
+    the metadata-only ones (not carried) are a CBT base of a VM that no longer exists."""
+    vdis = {d.vdi_ref for disks in tree.loose.values() for d in disks}   # metadata-only ones too
     snapshots = src.call("VM.get_snapshots", vm_ref)
     for owner in snapshots + [vm_ref]:
         for vbd in src.call("VM.get_VBDs", owner):

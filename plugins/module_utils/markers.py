@@ -22,9 +22,11 @@ DEVICE = "sxm:userdevice"      # VDIs: the disk (VBD userdevice) they belong to
 HOLDS = "sxm:holds"            # working VDI: what it holds, see mirror.py
 STATE = "sxm:state"            # VM: imported | verified | complete
 VERIFIED = "sxm:verified"      # VM: fingerprint of the source state that was verified
+SOURCE_BEFORE = "sxm:source_before"  # VM: the source's blocked_operations, tags, power state (JSON)
 
 STATES = ("imported", "verified", "complete")
 BLOCK_REASON = "xapi.sxm: migration of this VM is not complete"
+DISPOSITION_REASON = "migrated by xapi.sxm to "   # + the destination's URL: the source's start block
 
 
 def set_key(conn, cls, ref, key, value):

@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import io
+import json
 import re
 import tarfile
 import xmlrpc.client
@@ -183,12 +184,16 @@ def set_snapshot_time(dst, vdi_ref, wanted):
 def born_marked(value, job):
     """Mark the exported live VM before the import, so that the destination VM exists only
     already marked as this job's, in state ``imported``, with ``start`` blocked: no moment
-    where it is unmarked or startable."""
+    where it is unmarked or startable. It also records what the source looked like before the
+    job changed anything on it, for a rollback (cleanup.restore_source)."""
     for obj in objects_of(value, "VM"):
         rec = obj["snapshot"]
         if rec.get("uuid") != job:
             continue
-        rec.setdefault("other_config", {}).update({markers.JOB: job, markers.STATE: "imported"})
+        before = {"blocked_operations": dict(rec.get("blocked_operations", {})),
+                  "tags": list(rec.get("tags", [])), "power_state": rec.get("power_state")}
+        rec.setdefault("other_config", {}).update({markers.JOB: job, markers.STATE: "imported",
+                                                   markers.SOURCE_BEFORE: json.dumps(before, sort_keys=True)})
         rec.setdefault("blocked_operations", {})["start"] = markers.BLOCK_REASON
     return value
 
@@ -242,7 +247,7 @@ def snapshot_time_fixups(dst, tree, pairs):
     """Restore the source's snapshot_time on the destination's snapshot disks where the
     session may. Returns (rows of what could not be kept, whether anything was set)."""
     wanted, srs = [], set()
-    for node in tree.snapshots:
+    for node in tree.carried_snapshots():
         for disk in node.disks.values():
             dst_uuid = pairs.get(disk.uuid)
             if dst_uuid is None:

@@ -163,7 +163,7 @@ def verify_step(src, dst, the_plan, check_mode=False, read_content=True, force=F
         return result
     pairs = required_pairs(dst, the_plan)
     if read_content:
-        to_read = 2 * sum(d.virtual_size for node in tree.nodes.values() for d in node.disks.values())
+        to_read = 2 * sum(d.virtual_size for node in tree.carried_snapshots() + [tree.vm] for d in node.disks.values())
         progress = Progress([], "", to_read, progress_file, cancel=cancel)
         progress.set_phase("verify")
         ok = False

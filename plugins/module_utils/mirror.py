@@ -139,7 +139,7 @@ class DiskMirror:
 
     # ---- the walk -------------------------------------------------------------------------
     def run(self, sync_leaf=True):
-        walk = self.tree.walk(self.userdevice)
+        walk = self.tree.mirror_walk(self.userdevice)
         leaf = self.tree.vm.disks.get(self.userdevice)
         done = self._prepare(walk, leaf)
         if self.w_ref is None:
@@ -432,7 +432,7 @@ def mirrored_pairs(dst, the_plan):
     for disk in the_plan["disks"]:
         device = disk["userdevice"]
         working, done, dummy = find_marked(dst, disk["destination_sr_ref"], the_plan["job"], device)
-        for node in tree.walk(device):
+        for node in tree.mirror_walk(device):
             uuid = node.disks[device].uuid
             if uuid in done:
                 pairs[uuid] = done[uuid][1]["uuid"]

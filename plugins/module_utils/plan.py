@@ -11,7 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.xapi.sxm.plugins.module_utils import datapath, markers, tree as treemod
+from ansible_collections.xapi.sxm.plugins.module_utils import datapath, markers, rights, tree as treemod
 from ansible_collections.xapi.sxm.plugins.module_utils.errors import (
     DataPathError, InputError, PreflightError, XapiFailure)
 
@@ -178,6 +178,12 @@ def check_movable(vm_rec, tree, options):
     if checkpoints:
         raise PreflightError("snapshots with memory (checkpoints) are not supported yet: %s"
                              % ", ".join(sorted(checkpoints)))
+    emptied = sorted("%s (disk %s)" % (n.name_label, d.userdevice) for n, d in tree.metadata_only() if n)
+    if emptied:
+        raise PreflightError("snapshots whose disks hold only CBT metadata cannot be copied (a backup tool "
+                             "destroyed their data with VDI.data_destroy): %s" % ", ".join(emptied),
+                             advice="delete those snapshots on the source (the backup tool's next backup "
+                                    "is then a full one), then run again; nothing was changed")
 
 
 def unmovable_devices(vm_rec):
@@ -213,10 +219,29 @@ def check_two_pools(src, dst):
                          % dst.url, advice="nothing was changed; point destination at another pool")
 
 
+def check_rights(src, dst, options):
+    """Both accounts may do what the flow does (rights.py). Returns warnings: what a
+    destination account that is not local root cannot keep."""
+    source_needs, destination_needs = rights.needed(options.source_disposition)
+    for conn, which, needs in ((src, "source", source_needs), (dst, "destination", destination_needs)):
+        lacking = rights.missing(conn, needs)
+        if lacking:
+            raise PreflightError("the account %r on the %s pool (%s) may not %s, which the migration needs"
+                                 % (conn.username, which, conn.url, ", ".join(lacking)),
+                                 advice="use an account with the pool-admin role (or pool-operator on the "
+                                        "destination, vm-admin on the source), or local root, then run "
+                                        "again; nothing was changed")
+    if not dst.is_local_superuser:
+        return ["the destination account %r is not local root: the snapshot disks there keep the time of "
+                "their making, not the source's snapshot_time (XAPI lets only local root set it)" % dst.username]
+    return []
+
+
 def make_plan(src, dst, options):
     """Everything decided before data moves. Returns a dict: ``vm_ref``, ``vm`` (record),
     ``tree`` (tree.Tree), ``disks`` (per disk: walk, SRs, sizes), ``tls``."""
     check_two_pools(src, dst)
+    warnings = check_rights(src, dst, options)
     try:
         vm_ref, vm_rec = find_vm(src, options.vm)
     except InputError:
@@ -226,7 +251,7 @@ def make_plan(src, dst, options):
         raise AlreadyMigrated(done["uuid"], done["name_label"])
     tree = treemod.discover(src, vm_ref)
     check_movable(vm_rec, tree, options)
-    warnings = check_devices(vm_rec, options)
+    warnings += check_devices(vm_rec, options)
     devices = tree.userdevices()
     if options.userdevices:
         unknown = sorted(set(options.userdevices) - set(devices))
@@ -235,9 +260,33 @@ def make_plan(src, dst, options):
                              % (", ".join(unknown), ", ".join(devices) or "none"))
         devices = [d for d in devices if d in options.userdevices]
     disks = [plan_disk(src, dst, tree, userdevice, options) for userdevice in devices]
+    warnings += smapiv3_warnings(disks, tree)
     space = check_space(dst, disks, vm_rec["uuid"])
     return {"vm_ref": vm_ref, "vm": vm_rec, "tree": tree, "disks": disks, "tls": nbd_uses_tls(src),
             "job": vm_rec["uuid"], "space": space, "warnings": warnings}
+
+
+def smapi_version(conn, sr_ref):
+    """3 for an SR whose plugin speaks SMAPIv3 (xapi-storage plugins ask for API 5.0 in their
+    SM record's required_api_version), else 1."""
+    sr_type = conn.call("SR.get_type", sr_ref)
+    for rec in conn.call("SM.get_all_records_where", 'field "type"="%s"' % sr_type).values():
+        if int(rec.get("required_api_version", "1").split(".")[0] or 1) >= 5:
+            return 3
+    return 1
+
+
+def smapiv3_warnings(disks, tree):
+    """On an SMAPIv3 destination SR a snapshot's ``snapshot_of`` is the backend's: a link to a
+    volume that no longer exists is dropped at the SR's next scan (the source's dangles)."""
+    out = []
+    for row in tree.layouts():
+        disk = [d for d in disks if d["userdevice"] == row["userdevice"]]
+        if row["layout"] == "snapshot_of dangles" and disk and disk[0]["destination_smapi"] == 3:
+            out.append("disk %s goes to an SMAPIv3 SR: its %d snapshot(s) whose snapshot_of dangles arrive with "
+                       "snapshot_of empty after the SR's next scan (bytes and tree are kept)"
+                       % (row["userdevice"], len(row["vdi_uuids"])))
+    return out
 
 
 def check_space(dst, disks, job):
@@ -277,7 +326,7 @@ def gib(n):
 
 
 def plan_disk(src, dst, tree, userdevice, options):
-    walk = tree.walk(userdevice)
+    walk = tree.mirror_walk(userdevice)
     leaf = tree.vm.disks.get(userdevice)
     model = leaf or walk[-1].disks[userdevice]
     src_sr_uuid = src.call("SR.get_uuid", model.sr_ref)
@@ -285,6 +334,7 @@ def plan_disk(src, dst, tree, userdevice, options):
     return {
         "userdevice": userdevice, "source_sr": src_sr_uuid,
         "destination_sr": dst.call("SR.get_uuid", dst_sr), "destination_sr_ref": dst_sr,
+        "destination_smapi": smapi_version(dst, dst_sr),
         "walk": [n.name_label for n in walk], "walk_uuids": [n.uuid for n in walk],
         "has_leaf": leaf is not None,
         "virtual_size": model.virtual_size,
@@ -317,7 +367,7 @@ def check_nbd(src, the_plan):
 def plan_summary(the_plan):
     """The plan as plain data (no refs): what --check prints and results carry."""
     return {"disks": [{k: v for k, v in d.items() if k != "destination_sr_ref"} for d in the_plan["disks"]],
-            "nbd_tls": the_plan["tls"], "space": the_plan["space"]}
+            "nbd_tls": the_plan["tls"], "space": the_plan["space"], "layouts": the_plan["tree"].layouts()}
 
 
 def destination_progress(dst, the_plan):
@@ -342,7 +392,7 @@ def destination_progress(dst, the_plan):
 
 def walk_vdi_uuids(tree, disk):
     device = disk["userdevice"]
-    return [n.disks[device].uuid for n in tree.walk(device)]
+    return [n.disks[device].uuid for n in tree.mirror_walk(device)]
 
 
 def progress_text(dst, the_plan):

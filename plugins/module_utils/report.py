@@ -55,6 +55,14 @@ def markdown(result):
         lines += ["## Snapshot trees", "", "```"]
         lines += side_by_side(tree_lines(result["source_tree"]), tree_lines(result["destination_tree"]))
         lines += ["```", ""]
+    layouts = (result.get("plan") or {}).get("layouts")
+    if layouts:
+        lines += ["## Layouts carried", "", "| layout | disk | VDIs | how |", "|---|---|---|---|"]
+        for row in layouts:
+            vdis = row.get("vdi_uuids") or [row[k] for k in ("vdi_uuid",) if k in row]
+            lines.append("| %s | %s | %s | %s |" % (row["layout"], row["userdevice"], ", ".join(vdis) or "-",
+                                                    row["carried"]))
+        lines.append("")
     if result.get("warnings"):
         lines += ["## Warnings", ""] + ["- %s" % w for w in result["warnings"]] + [""]
     if result.get("snapshot_time_not_kept"):

@@ -26,7 +26,9 @@ class Disk:
         self.physical_utilisation = int(vdi.get("physical_utilisation", 0))
         self.sr_ref = vdi["SR"]
         self.cbt_enabled = bool(vdi.get("cbt_enabled", False))
-        self.snapshot_time = str(vdi.get("snapshot_time", ""))
+        self.snapshot_time = str(getattr(vdi.get("snapshot_time", ""), "value", vdi.get("snapshot_time", "")))
+        self.snapshot_of = vdi.get("snapshot_of", NULL)
+        self.metadata_only = vdi.get("type") == "cbt_metadata"
 
     def to_dict(self):
         return {"userdevice": self.userdevice, "vdi_uuid": self.uuid, "name_label": self.name_label,
@@ -66,11 +68,32 @@ class Node:
                 "disks": [self.disks[k].to_dict() for k in sorted(self.disks, key=int)]}
 
 
+class LooseSnapshot:
+    """A snapshot VDI of one of the VM's disks that no snapshot VM holds (``VDI.snapshot``
+    called alone, or a VM snapshot destroyed without its disks). It is mirrored like a node,
+    after the snapshot VMs' nodes of its disk, and arrives as a VDI snapshot of the
+    destination's disk (dangling where the source's dangles)."""
+
+    is_vm = False
+    active = False
+    parent = None
+    children = ()
+
+    def __init__(self, disk):
+        self.disk = disk
+        self.uuid = disk.uuid
+        self.name_label = "VDI snapshot %s" % disk.name_label
+        self.snapshot_time = disk.snapshot_time
+        self.disks = {disk.userdevice: disk}
+
+
 class Tree:
-    def __init__(self, vm, nodes):
+    def __init__(self, vm, nodes, loose=None, dangling=()):
         self.vm = vm
         self.nodes = nodes                      # ref -> Node, the VM included
         self.roots = sorted([n for n in nodes.values() if n.parent is None], key=Node.sort_key)
+        self.loose = loose or {}                # userdevice -> [Disk], by snapshot time
+        self.dangling = set(dangling)           # snapshot_of refs that name no VDI
 
     @property
     def snapshots(self):
@@ -100,10 +123,59 @@ class Tree:
             visit(root)
         return order
 
+    def mirror_walk(self, userdevice):
+        """Every snapshot of disk ``userdevice`` the mirror carries, in order: the walk, then
+        the loose VDI snapshots that hold data."""
+        return self.walk(userdevice) + self.loose_nodes(userdevice)
+
+    def carried_snapshots(self):
+        """Every snapshot node the mirror carries: the snapshot VMs, then the loose VDI
+        snapshots that hold data."""
+        return list(self.snapshots) + [n for device in sorted(self.loose, key=int) for n in self.loose_nodes(device)]
+
+    def loose_nodes(self, userdevice):
+        """The loose VDI snapshots of disk ``userdevice`` that hold data, as walk nodes."""
+        return [LooseSnapshot(d) for d in self.loose.get(userdevice, []) if not d.metadata_only]
+
+    def metadata_only(self):
+        """Snapshot disks whose data a backup tool destroyed (``VDI.data_destroy``): only CBT
+        metadata is left, nothing to copy. (snapshot VM or None, Disk) pairs."""
+        found = [(n, d) for n in self.snapshots for d in n.disks.values() if d.metadata_only]
+        return found + [(None, d) for ds in self.loose.values() for d in ds if d.metadata_only]
+
+    def layouts(self):
+        """The tree's unusual layouts, by name, for the report: what others refuse and how it
+        is carried."""
+        found = []
+        for device in self.userdevices():
+            if device not in self.vm.disks:
+                found.append({"layout": "disk only in snapshots", "userdevice": device,
+                              "carried": "its snapshots arrive; the VM has no such disk, as on the source"})
+            dangling = sorted(d.uuid for n in self.snapshots for d in n.disks.values()
+                              if d.userdevice == device and d.snapshot_of in self.dangling)
+            dangling += sorted(d.uuid for d in self.loose.get(device, []) if d.snapshot_of in self.dangling)
+            if dangling:
+                found.append({"layout": "snapshot_of dangles", "userdevice": device, "vdi_uuids": dangling,
+                              "carried": "as snapshots whose snapshot_of dangles on the destination too"})
+            for disk in self.loose.get(device, []):
+                if disk.metadata_only:
+                    continue
+                found.append({"layout": "VDI snapshot without a VM snapshot", "userdevice": device,
+                              "vdi_uuid": disk.uuid, "name_label": disk.name_label,
+                              "carried": "as a VDI snapshot of the destination disk, in no VM snapshot"})
+        for node, disk in self.metadata_only():
+            if node is None:
+                found.append({"layout": "CBT metadata only", "userdevice": disk.userdevice,
+                              "vdi_uuid": disk.uuid, "name_label": disk.name_label,
+                              "carried": "not carried: it holds no data, and CBT does not cross pools"})
+        return found
+
     def to_dict(self):
         return {"vm": self.vm.to_dict(),
                 "nodes": [n.to_dict() for n in self.ordered()],
-                "active_path": [n.uuid for n in self.active_path()]}
+                "active_path": [n.uuid for n in self.active_path()],
+                "loose_snapshots": [d.to_dict() for device in sorted(self.loose, key=int)
+                                    for d in self.loose[device]]}
 
     def ordered(self):
         out = []
@@ -140,7 +212,7 @@ def discover(conn, vm_ref):
     vbds = conn.call("VBD.get_all_records_where", _or("VM", sorted(nodes))) if nodes else {}
     disk_vbds = [(rec["VM"], rec["userdevice"], rec["VDI"]) for rec in vbds.values()
                  if rec["type"] == "Disk" and not rec["empty"] and rec["VDI"] != NULL]
-    vdis = _fetch_vdis(conn, [vbd[2] for vbd in disk_vbds])
+    vdis = _fetch_sr_vdis(conn, [vbd[2] for vbd in disk_vbds])
     for vm, userdevice, vdi in disk_vbds:
         if vm in nodes and vdi in vdis:
             nodes[vm].disks[userdevice] = Disk(userdevice, vdi, vdis[vdi])
@@ -155,19 +227,45 @@ def discover(conn, vm_ref):
         cursor.active = True
         cursor = cursor.parent
     vm.active = True
-    return Tree(vm, nodes)
+    loose, dangling = _loose_snapshots(vdis, nodes, {vbd[2] for vbd in disk_vbds})
+    return Tree(vm, nodes, loose, dangling)
 
 
-def _fetch_vdis(conn, refs):
-    """Records of the given VDIs: one VDI first to learn its SR, then every VDI of that SR in
-    one call (snapshots live beside their disk); a VDI on another SR is fetched alone."""
+def _loose_snapshots(vdis, nodes, attached):
+    """Snapshot VDIs of the tree's disks that no snapshot VM holds, by userdevice, found
+    through ``snapshot_of`` among the VDIs of the tree's SRs (a snapshot lives beside its
+    disk): snapshots of the VM's disks, and of the VDIs the snapshots' disks are snapshots of
+    (a disk reverted or removed since: that ``snapshot_of`` dangles). Returns
+    ({userdevice: [Disk]}, dangling snapshot_of refs)."""
+    identities = {}
+    for node in nodes.values():
+        for device, disk in node.disks.items():
+            if node.is_vm:
+                identities[disk.vdi_ref] = device
+    for node in nodes.values():
+        for device, disk in node.disks.items():
+            if not node.is_vm and disk.snapshot_of not in (NULL, ""):
+                identities.setdefault(disk.snapshot_of, device)
+    loose = {}
+    for ref, rec in vdis.items():
+        if ref not in attached and rec.get("is_a_snapshot") and rec.get("snapshot_of") in identities:
+            device = identities[rec["snapshot_of"]]
+            loose.setdefault(device, []).append(Disk(device, ref, rec))
+    for disks in loose.values():
+        disks.sort(key=lambda d: (d.snapshot_time, d.uuid))
+    return loose, {ref for ref in identities if ref not in vdis}
+
+
+def _fetch_sr_vdis(conn, refs):
+    """Every VDI record of the SRs the given VDIs live on: one VDI first to learn its SR,
+    then every VDI of that SR in one call (snapshots live beside their disk), and so on for
+    a VDI on another SR."""
     wanted = sorted(set(refs))
-    if not wanted:
-        return {}
-    first = conn.call("VDI.get_record", wanted[0])
-    found = conn.call("VDI.get_all_records_where", 'field "SR"="%s"' % first["SR"])
-    found[wanted[0]] = first
-    for ref in wanted:
-        if ref not in found:
-            found[ref] = conn.call("VDI.get_record", ref)
-    return {ref: found[ref] for ref in wanted}
+    found = {}
+    missing = wanted
+    while missing:
+        rec = conn.call("VDI.get_record", missing[0])
+        found.update(conn.call("VDI.get_all_records_where", 'field "SR"="%s"' % rec["SR"]))
+        found[missing[0]] = rec
+        missing = [ref for ref in wanted if ref not in found]
+    return found

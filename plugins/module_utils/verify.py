@@ -31,6 +31,8 @@ def records_fingerprint(tree):
         nodes.append([node.uuid, node.parent.uuid if node.parent else None, node.name_label,
                       node.name_description, node.snapshot_time, node.is_vm,
                       sorted([d.userdevice, d.uuid, d.virtual_size] for d in node.disks.values())])
+    for device, disks in tree.loose.items():
+        nodes.append(["loose", device, sorted([d.uuid, d.virtual_size, d.metadata_only] for d in disks)])
     return hashlib.sha256(json.dumps(sorted(nodes, key=str)).encode()).hexdigest()[:32]
 
 
@@ -62,7 +64,7 @@ def verify(src, dst, tree, dst_ref, pairs, tls, dst_tls, progress=None):
     dst_tree = treemod.discover(dst, dst_ref)
     problems = compare_trees(tree, dst_tree)
     to_read = []
-    for node in list(tree.snapshots) + [tree.vm]:
+    for node in tree.carried_snapshots() + [tree.vm]:
         for disk in node.disks.values():
             if disk.uuid in pairs:
                 to_read.append((node, disk))

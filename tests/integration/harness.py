@@ -12,8 +12,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def pool_vars(pool, user="root"):
-    creds = (pool["username"], pool["password"]) if user == "root" else \
-        (pool["pool_admin"]["username"], pool["pool_admin"]["password"])
+    account = pool["accounts"].get(user, {})
+    creds = (pool["username"], pool["password"]) if user == "root" else (account["username"], account["password"])
     return {"url": pool["url"], "username": creds[0], "password": creds[1],
             "validate_certs": True, "ca_path": pool["ca_file"]}
 

@@ -97,3 +97,15 @@ def test_no_nbd_network_is_found_before_anything_is_made(pools, connect, migrate
             src.xenapi.network.add_purpose(network, purpose)
     stats, result = migrate(vm_uuid)
     assert_migrated(src, dst, vm_uuid)
+
+
+def test_an_account_without_the_rights_is_refused_before_anything_moves(pools, connect, migrate):
+    """vm-admin may not add to the pool's other_config (the job's lock): refused, naming the
+    permission and the roles that suffice; neither pool changed."""
+    src, dst = connect(0), connect(1)
+    vm, _ = scenario.build_tree(pools[0], src, "rights-%s" % uuid.uuid4().hex[:6], [2 * MiB], TREE[:2])
+    before = inventory(src), inventory(dst)
+    stats, output = migrate(src.xenapi.VM.get_uuid(vm), user="vm-admin", expect_failure=True)
+    assert "SXM_PREFLIGHT" in output and "'vm-admin' on the destination pool" in output, output[-3000:]
+    assert "pool.add_to_other_config" in output and "pool-operator" in output
+    assert (inventory(src), inventory(dst)) == before

@@ -61,7 +61,9 @@ def populate(pool, host, pif):
         db.create("SM", {
             "name_label": name, "name_description": "SR plugin %s" % sm_type, "type": sm_type,
             "vendor": "Vates / Citrix Systems Inc", "copyright": "(C) 2008-2026", "version": "1.0",
-            "required_api_version": "1.0", "configuration": {}, "capabilities": capabilities,
+            # SMAPIv3 plugins (xapi-storage) ask for API 5.0, as XCP-ng's do; SMAPIv1 for 1.0
+            "required_api_version": "5.0" if sm_type.endswith("-v3") else "1.0",
+            "configuration": {}, "capabilities": capabilities,
             "features": {c: 1 for c in capabilities}, "other_config": {},
             "driver_filename": "/opt/xensource/sm/%sSR" % sm_type})
     add_certificate(pool, host)

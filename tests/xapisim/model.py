@@ -164,6 +164,15 @@ class Datamodel:
         with open(os.path.join(DATA_DIR, "errors.json")) as f:
             self.errors = json.load(f)
 
+    def permissions_of(self, role):
+        """What XAPI puts in ``session.rbac_permissions`` for a subject with ``role``: the
+        lowercase name of every message and HTTP action the role may call (``Rbac``:
+        "all permissions are in lowercase"; HTTP actions as ``http/<action>``)."""
+        names = ["%s.%s" % (cname.lower(), mname.lower()) for cname, c in self.classes.items()
+                 for mname, m in c.messages.items() if role in m.roles]
+        names += ["http/%s" % name for name, action in self.http_actions.items() if role in action["roles"]]
+        return sorted(names)
+
     def wire_names(self):
         """system.listMethods: the synchronous wire name of every message."""
         return ["%s.%s" % (cname, mname) for cname, c in self.classes.items() for mname in c.messages]

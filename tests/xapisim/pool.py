@@ -10,7 +10,7 @@ from . import inventory
 from .db import Database
 from .errors import XapiError
 from .faults import Faults
-from .model import NULL_REF, now_text
+from .model import NULL_REF, datamodel, now_text
 
 GiB = 1 << 30
 ALL_ROLES = ["pool-admin", "pool-operator", "vm-power-admin", "vm-admin", "vm-operator", "read-only"]
@@ -66,6 +66,7 @@ class Pool:
             "users": {
                 "root": {"password": "xapisim-root-%d" % self.index, "role": None},
                 "pool-admin": {"password": "xapisim-admin-%d" % self.index, "role": "pool-admin"},
+                "vm-admin": {"password": "xapisim-vm-admin-%d" % self.index, "role": "vm-admin"},
             },
             "sr_size": 64 * GiB,
         }
@@ -146,7 +147,8 @@ class Pool:
             "pool": False, "is_local_superuser": user["role"] is None,
             "auth_user_name": uname, "originator": originator, "validation_time": now_text(),
             "_last_active_t": time.time(),
-            "rbac_permissions": [] if user["role"] is None else [user["role"]],
+            # local root has none: it is allowed everything without them
+            "rbac_permissions": [] if user["role"] is None else datamodel().permissions_of(user["role"]),
         })
 
     def log_call(self, method, session_ref):

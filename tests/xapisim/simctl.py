@@ -47,6 +47,9 @@ def serve(state_dir, count, block_status=False):
                 "ca_file": pool.cert_file,
                 "pool_admin": {"username": "pool-admin",
                                "password": users["pool-admin"]["password"]},
+                # every account with a role, by user name (= its role's name)
+                "accounts": {name: {"username": name, "password": user["password"], "role": user["role"]}
+                             for name, user in sorted(users.items()) if user["role"]},
                 "nbd_port": pool.nbd.port, "state_dir": pool.dir,
             })
         with open(os.path.join(state_dir, "xapisim.pid"), "w") as f:

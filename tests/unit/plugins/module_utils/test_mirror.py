@@ -43,7 +43,7 @@ class Job:
         return self.dst.call("VDI.get_other_config", self.first.working_vdi).get(markers.HOLDS)
 
     def close(self):
-        cleanup.cleanup(self.dst, self.job, include_complete=True)
+        cleanup.cleanup(self.dst, self.job)
         assert markers.job_vdis(self.dst, self.dst.call("SR.get_all"), self.job) == {}
         for owner in self.x.xenapi.VM.get_snapshots(self.vm) + [self.vm]:
             vdis = scenario.disks(self.x, owner).values()

@@ -84,3 +84,49 @@ def test_tree_dict_lists_parents_before_children():
     order = [n["uuid"] for n in d["nodes"]]
     assert order.index("v1") < order.index("v2a") and order.index("v2") < order.index("vm")
     assert d["active_path"] == ["base", "v1", "v2"]
+
+
+def add_vdi(conn, ref, snapshot_of, time, vtype="user"):
+    conn.vdis[ref] = {"uuid": ref, "name_label": ref, "virtual_size": "1048576", "physical_utilisation": "0",
+                      "SR": "S", "cbt_enabled": True, "snapshot_time": time, "is_a_snapshot": True,
+                      "snapshot_of": snapshot_of, "type": vtype}
+
+
+def test_loose_vdi_snapshots_are_found_through_snapshot_of_and_walked_after_the_nodes():
+    """A VDI snapshot no snapshot VM holds: of the VM's disk, of a VDI that no longer exists
+    but a snapshot's disk was a snapshot of (dangling), metadata-only (not walked); a snapshot
+    of some other disk is not ours."""
+    conn = build({"base": ["0"], "v1": ["0"], "v2a": ["0"], "v2": ["0"], "vm": ["0"]})
+    conn.vdis["D:v1:0"].update(snapshot_of="D:gone", is_a_snapshot=True)
+    add_vdi(conn, "L:late", "D:vm:0", "20260101T00:00:09Z")
+    add_vdi(conn, "L:early", "D:gone", "20260101T00:00:05Z")
+    add_vdi(conn, "L:meta", "D:vm:0", "20260101T00:00:06Z", vtype="cbt_metadata")
+    add_vdi(conn, "L:other", "D:someone-else", "20260101T00:00:07Z")
+    t = treemod.discover(conn, "R:vm")
+    assert [d.uuid for d in t.loose["0"]] == ["L:early", "L:meta", "L:late"]
+    assert [n.uuid for n in t.mirror_walk("0")] == ["base", "v1", "v2a", "v2", "L:early", "L:late"]
+    assert t.dangling == {"D:gone"}
+    kinds = sorted((row["layout"], row.get("vdi_uuid", "")) for row in t.layouts())
+    assert kinds == [("CBT metadata only", "L:meta"), ("VDI snapshot without a VM snapshot", "L:early"),
+                     ("VDI snapshot without a VM snapshot", "L:late"), ("snapshot_of dangles", "")]
+    assert [row["vdi_uuids"] for row in t.layouts() if row["layout"] == "snapshot_of dangles"] == \
+        [["D:v1:0", "L:early"]]
+    assert [d["vdi_uuid"] for d in t.to_dict()["loose_snapshots"]] == ["L:early", "L:meta", "L:late"]
+
+
+def test_vdis_on_a_second_sr_cost_one_call_for_the_sr():
+    conn = build({"base": ["0", "1"], "v1": ["0", "1"], "v2a": ["0"], "v2": ["0"], "vm": ["0", "1"]})
+    for ref, rec in conn.vdis.items():
+        if ref.endswith(":1"):
+            rec["SR"] = "S2"
+
+    def by_sr(name, *args):
+        if name == "VDI.get_all_records_where":
+            conn.calls.append(name)
+            sr = args[0].split('"')[3]
+            return {r: v for r, v in conn.vdis.items() if v["SR"] == sr}
+        return FakeConnection.call(conn, name, *args)
+    conn.call = by_sr
+    t = treemod.discover(conn, "R:vm")
+    assert sorted(t.vm.disks) == ["0", "1"] and [n.uuid for n in t.walk("1")] == ["base", "v1"]
+    assert conn.calls.count("VDI.get_all_records_where") == 2 and conn.calls.count("VDI.get_record") == 2

@@ -88,7 +88,7 @@ def migrated(pools):
     assert result["changed"] and result["message"] == "migrated"
     assert_migrated(x, y, vm_uuid)
     yield src, dst, x, vm, snaps
-    cleanup.cleanup(dst, vm_uuid, include_complete=True)
+    cleanup.cleanup(dst, vm_uuid)
     assert cleanup.job_objects(dst, vm_uuid) == (None, None, {})
     for owner in (x.xenapi.VM.get_snapshots(vm) + [vm]) if vm in x.xenapi.VM.get_all() else []:
         vdis = scenario.disks(x, owner).values()
