@@ -35,6 +35,7 @@ def payload_folder():
             return folder
     return None
 
+
 GUARDIAN = r"""
 import json, shutil, ssl, sys, xmlrpc.client
 held, done, payload = {}, False, None

@@ -94,13 +94,12 @@ def work(m):
     with m.job(dst, job):
         done = cleanup.rollback(src, dst, job, src_vm, m.params["include_complete"], m.params["restore_source"],
                                 m.check_mode)
-    removed = done["removed"]
-    changed = bool(removed["vms"] or removed["vdis"] or done["restored"])
-    return {"changed": changed, "vm_uuid": job, "removed": removed, "restored": done["restored"],
-            "warnings": done["left"],
-            "diff_texts": ("%d VM(s), %d disk(s) of job %s on the destination\nsource: %s\n"
-                           % (len(removed["vms"]), len(removed["vdis"]), job, "; ".join(done["restored"]) or "as it was"),
-                           "nothing of job %s on the destination\nsource: as it was\n" % job)}
+    removed, restored = done["removed"], done["restored"]
+    changed = bool(removed["vms"] or removed["vdis"] or restored)
+    before = "%d VM(s), %d disk(s) of job %s on the destination\nsource: %s\n" % (
+        len(removed["vms"]), len(removed["vdis"]), job, "; ".join(restored) or "as it was")
+    return {"changed": changed, "vm_uuid": job, "removed": removed, "restored": restored, "warnings": done["left"],
+            "diff_texts": (before, "nothing of job %s on the destination\nsource: as it was\n" % job)}
 
 
 def main():

@@ -10,10 +10,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+
+from ansible import constants as C
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
 
 from ansible_collections.xapi.sxm.plugins.module_utils import secret_channel
+from ansible_collections.xapi.sxm.plugins.plugin_utils import local_tmp
 
 LOCAL_CONNECTIONS = ("local", "ansible.builtin.local")
 # how long an async job has to start and fetch its passwords before the channel closes
@@ -28,6 +32,8 @@ class SecretChannelAction(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(SecretChannelAction, self).run(tmp, task_vars)
         del tmp  # tmp no longer has any effect
+        # what killed controllers left beside this one's own local tmp folder
+        local_tmp.remove_stale(os.path.dirname(C.DEFAULT_LOCAL_TMP))
         wrap_async = self._task.async_val and not self._connection.has_native_async
         args, found = secret_channel.split_secrets(self._task.args)
         server = None

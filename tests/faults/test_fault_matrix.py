@@ -228,15 +228,15 @@ def test_fault_then_rerun(name, step, fault, disposition, quick, pools, state_di
         leftover_objects=0, pending_tasks=len(pending), lock_keys=len(locks),
         sessions=live_sessions(pools[0]) + live_sessions(pools[1]) - before_sessions,
         # a module's payload and arguments live in ansible-tmp-*; ansible-local-* is the code
-        # cache a killed ansible-playbook leaves (Ansible's own, no arguments): counted apart
+        # cache a killed ansible-playbook leaves, removed by the next run (plugin_utils/local_tmp.py)
         ansible_tmp=len([e for e in new_entries(tmp_dir, before_tmp) if not e.startswith("ansible-local-")]),
         ansible_local_caches=len([e for e in new_entries(tmp_dir, before_tmp) if e.startswith("ansible-local-")]),
-        # AnsiballZ's extracted code (no arguments) of a module killed before its cleanup
+        # AnsiballZ's extracted code of a module killed before its cleanup: its guardian removes it
         payload_dirs=len(payload_dirs() - before_payloads),
         ansible_async=len([e for e in new_entries(async_dir, before_async)
                            if vm_uuid in open(os.path.join(async_dir, e)).read()]),
         secrets=len(leaks(pools, state_dir, since, report_dir)))
     ROWS.append(row)
     # a SIGKILLed module's sessions are logged out by its guardian (session_guard.py)
-    assert (row["pending_tasks"], row["lock_keys"], row["sessions"], row["ansible_tmp"], row["ansible_async"],
-            row["secrets"]) == (0, 0, 0, 0, 0, 0), row
+    assert (row["pending_tasks"], row["lock_keys"], row["sessions"], row["ansible_tmp"], row["ansible_local_caches"],
+            row["payload_dirs"], row["ansible_async"], row["secrets"]) == (0, 0, 0, 0, 0, 0, 0, 0), row

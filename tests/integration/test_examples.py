@@ -10,6 +10,7 @@ from ansible.plugins.loader import module_loader  # noqa: F401 - ansible is impo
 
 from xapisim import scenario
 
+from checks import inventory
 from harness import REPO, pool_vars, run_playbook
 
 MiB = 1 << 20
@@ -71,5 +72,12 @@ def test_readme_variables_file_runs(pools, connect, tmp_path):
     variables["sxm_destination"].update(pool_vars(pools[1]))
     variables["sxm_vm"] = connect(0).xenapi.VM.get_uuid(vm)
     variables["sxm_report_dir"] = str(tmp_path / "reports")
+    before = inventory(connect(1))
     stats, output = run_playbook("migrate_vm.yml", variables, tmp_path)
     assert stats["failed"] == 0 and stats["changed"] >= 1
+    # the README's rollback, with the same variables: nothing of the job left on the destination
+    with open(os.path.join(REPO, "README.md")) as f:
+        assert "playbooks/rollback.yml -e @my-migration.yml" in f.read()
+    stats, output = run_playbook("rollback.yml", dict(variables, sxm_include_complete=True), tmp_path)
+    assert stats["failed"] == 0 and stats["changed"] == 1
+    assert inventory(connect(1)) == before
