@@ -47,9 +47,10 @@ def is_complete(dst, the_plan):
     return markers.state_of(rec) == "complete"
 
 
-def mirror_step(src, dst, the_plan, options, check_mode=False, cancel=None, on_disk=None):
+def mirror_step(src, dst, the_plan, options, check_mode=False, cancel=None, on_disk=None, nbd_checked=False):
     """Mirror every planned disk's tree and sync its leaf. ``on_disk(result)`` is told of
-    each disk done (the partial result of a failure)."""
+    each disk done (the partial result of a failure). ``nbd_checked``: this process's
+    plan_step already opened an export (on a real host each opening attaches a disk)."""
     result = base_result(the_plan)
     result["disks"] = []
     if is_complete(dst, the_plan):
@@ -69,7 +70,8 @@ def mirror_step(src, dst, the_plan, options, check_mode=False, cancel=None, on_d
     dst_tls = planning.nbd_uses_tls(dst)
     ok = False
     try:
-        planning.check_nbd(src, the_plan)
+        if not nbd_checked:
+            planning.check_nbd(src, the_plan)
         for disk in the_plan["disks"]:
             r = mirror.DiskMirror(src, dst, the_plan["tree"], disk["userdevice"], disk["destination_sr_ref"],
                                   the_plan["job"], tls=the_plan["tls"], use_cbt=options.use_cbt,
@@ -213,7 +215,7 @@ def migrate(src, dst, options, check_mode=False, cancel=None, partial=None):
 
     def done(step):
         partial.update(merge_results(steps + [step]))
-    steps.append(mirror_step(src, dst, the_plan, options, check_mode, cancel, on_disk=done))
+    steps.append(mirror_step(src, dst, the_plan, options, check_mode, cancel, on_disk=done, nbd_checked=True))
     done(steps[-1])
     steps.append(metadata_step(src, dst, the_plan, options, check_mode))
     if not check_mode:

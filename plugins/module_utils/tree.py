@@ -232,7 +232,7 @@ def discover(conn, vm_ref):
 
 
 def _loose_snapshots(vdis, nodes, attached):
-    """Snapshot VDIs of the tree's disks that no snapshot VM holds, by userdevice, found
+    """Snapshot VDIs of the tree's disks that no VM holds (no VBD), by userdevice, found
     through ``snapshot_of`` among the VDIs of the tree's SRs (a snapshot lives beside its
     disk): snapshots of the VM's disks, and of the VDIs the snapshots' disks are snapshots of
     (a disk reverted or removed since: that ``snapshot_of`` dangles). Returns
@@ -248,7 +248,9 @@ def _loose_snapshots(vdis, nodes, attached):
                 identities.setdefault(disk.snapshot_of, device)
     loose = {}
     for ref, rec in vdis.items():
-        if ref not in attached and rec.get("is_a_snapshot") and rec.get("snapshot_of") in identities:
+        # a snapshot another VM holds (of a disk both VMs share) is that VM's
+        held = ref in attached or rec.get("VBDs")
+        if not held and rec.get("is_a_snapshot") and rec.get("snapshot_of") in identities:
             device = identities[rec["snapshot_of"]]
             loose.setdefault(device, []).append(Disk(device, ref, rec))
     for disks in loose.values():

@@ -51,7 +51,11 @@ vm_uuid:
   returned: always
   type: str
 plan:
-  description: Per disk the mirror order, source and destination SR, sizes, whether CBT is used.
+  description:
+    - Per disk (C(disks)) the mirror order, source and destination SR (and its SMAPI version),
+      sizes, whether CBT is used; C(space) the free-space check per destination SR.
+    - C(layouts) names every unusual layout of the tree and how it is carried (disk only in
+      snapshots, VDI snapshot without a VM snapshot, C(snapshot_of) dangles, CBT metadata only).
   returned: always
   type: dict
 source_tree:

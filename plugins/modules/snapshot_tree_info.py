@@ -68,8 +68,16 @@ tree:
       description: Uuids of the snapshots from the root to the VM's parent.
       type: list
       elements: str
+    loose_snapshots:
+      description:
+        - VDI snapshots of the VM's disks that no snapshot VM holds (C(VDI.snapshot) called alone,
+          or of a disk reverted or removed since), each as a node's disk is.
+      type: list
+      elements: dict
 walk:
-  description: Per disk userdevice, the snapshot uuids in mirror order.
+  description:
+    - Per disk userdevice, the snapshot uuids in mirror order; then, as the migration carries them,
+      the uuids of the disk's loose VDI snapshots.
   returned: always
   type: dict
 lines:
@@ -88,7 +96,7 @@ from ansible_collections.xapi.sxm.plugins.module_utils.tree import discover
 def work(m):
     conn = m.pool()
     tree = discover(conn, find_vm(conn, m.params["vm"])[0])
-    walk = dict((u, [n.uuid for n in tree.walk(u)]) for u in tree.userdevices())
+    walk = dict((u, [n.uuid for n in tree.mirror_walk(u)]) for u in tree.userdevices())
     as_dict = tree.to_dict()
     return {"changed": False, "tree": as_dict, "walk": walk, "lines": tree_lines(as_dict)}
 

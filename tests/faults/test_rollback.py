@@ -33,7 +33,7 @@ STEPS = [
     ("verify", call(1, "VDI.get_nbd_info"), "keep", False),
     ("cut-over", call(1, "VM.remove_from_blocked_operations"), "keep", False),
     ("disposition block", call(0, "VM.add_to_blocked_operations"), "block", False),
-    ("after completion with block", None, "block", True),
+    ("after completion with block", None, "block", False),
 ]
 
 

@@ -102,6 +102,8 @@ def test_loose_vdi_snapshots_are_found_through_snapshot_of_and_walked_after_the_
     add_vdi(conn, "L:early", "D:gone", "20260101T00:00:05Z")
     add_vdi(conn, "L:meta", "D:vm:0", "20260101T00:00:06Z", vtype="cbt_metadata")
     add_vdi(conn, "L:other", "D:someone-else", "20260101T00:00:07Z")
+    add_vdi(conn, "L:held", "D:vm:0", "20260101T00:00:08Z")
+    conn.vdis["L:held"]["VBDs"] = ["B:another-vm-snapshot"]
     t = treemod.discover(conn, "R:vm")
     assert [d.uuid for d in t.loose["0"]] == ["L:early", "L:meta", "L:late"]
     assert [n.uuid for n in t.mirror_walk("0")] == ["base", "v1", "v2a", "v2", "L:early", "L:late"]
