@@ -126,8 +126,12 @@ waited_s:
 
 import json
 import os
+import time
 
 from ansible.module_utils.basic import AnsibleModule
+
+# seconds async_wrapper gets to record the result of a module whose process ended
+RESULT_GRACE_S = 10
 
 # The options users give the task; the action plugin on the controller validates them with this
 # spec. `_async_dir` is added by that plugin, like ansible.builtin.async_status's.
@@ -199,6 +203,17 @@ def process_alive(pid):
     return state not in ("Z", "X")
 
 
+def result_after_exit(job_path, grace=RESULT_GRACE_S):
+    """The job file once async_wrapper had time to write it: a module that ended, even with an
+    error, is gone (or a zombie) a moment before its wrapper records its result."""
+    deadline = time.monotonic() + grace
+    while True:
+        data = read_job(job_path) or {}
+        if job_finished(data) or time.monotonic() >= deadline:
+            return data
+        time.sleep(0.2)
+
+
 def died(pid):
     return {"failed": True, "error_code": "SXM_JOB_DIED",
             "msg": "the job's process (pid %d) is gone without leaving a result: it was killed. What to do: "
@@ -268,7 +283,7 @@ def main():
                          results_file=job_path)
     progress = read_progress(params["progress_file"])
     if not job_finished(data) and job_died(job_path, params["progress_file"], progress):
-        data = read_job(job_path) or {}
+        data = result_after_exit(job_path)
         if not job_finished(data):
             data = died(progress["pid"])
     if job_finished(data):

@@ -18,3 +18,18 @@ def test_orphan_results_of_the_same_vm_are_removed(tmp_path):
     assert removed == ["j1", "j5"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["j2", "j3", "j4"]
     assert migration_wait.remove_orphan_results(str(tmp_path), {}) == []
+
+
+def test_a_result_written_just_after_the_process_ended_is_waited_for(tmp_path):
+    """The module is gone (or a zombie) a moment before async_wrapper records its result: the
+    waiter reports that result, not a killed job."""
+    import threading
+    job = tmp_path / "123.456"
+    job.write_text(json.dumps({"started": 1, "finished": 0}))
+
+    def wrapper_writes():
+        job.write_text(json.dumps({"failed": True, "msg": "the real error"}))
+    threading.Timer(0.5, wrapper_writes).start()
+    assert migration_wait.result_after_exit(str(job), grace=5)["msg"] == "the real error"
+    job.write_text(json.dumps({"started": 1, "finished": 0}))
+    assert not migration_wait.job_finished(migration_wait.result_after_exit(str(job), grace=0.3))
