@@ -58,7 +58,7 @@ integration: $(LAYER_DEPS)
 # The fault matrix: make test runs its quick cases, test-faults all of them (SXM_FAULT_SEED
 # picks the kill moments; the table lands in tests/output/fault-matrix.json), with the other
 # kill and interrupt tests: locks taken over, secrets after kills, Ctrl-C, expired sessions,
-# re-runs after the source changed and after a destroy (A -> B -> C and back).
+# re-runs after the source changed and after a destroy (A -> B -> C and back), rollbacks.
 faults: $(LAYER_DEPS)
 	@tools/pytest_layer.sh faults tests/faults -m quick
 

@@ -91,7 +91,6 @@ def test_rollback_after_a_failure_at_each_step(name, fault, disposition, quick, 
     assert code == 0 and "changed=0" in output, "a second rollback changes nothing:\n" + output[-3000:]
 
 
-@pytest.mark.quick
 def test_rollback_refuses_while_a_job_holds_the_lock(pools, connect, tmp_path):
     x, y = connect(0), connect(1)
     vm_uuid = source_vm(pools, x, "rollback-locked")
