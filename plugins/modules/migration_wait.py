@@ -233,6 +233,8 @@ def read_progress(path):
 
 
 def touch(path):
+    # the first poll can come before the job made the folder (it does so after its logins)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     os.close(fd)
     os.utime(path, None)

@@ -33,3 +33,9 @@ def test_a_result_written_just_after_the_process_ended_is_waited_for(tmp_path):
     assert migration_wait.result_after_exit(str(job), grace=5)["msg"] == "the real error"
     job.write_text(json.dumps({"started": 1, "finished": 0}))
     assert not migration_wait.job_finished(migration_wait.result_after_exit(str(job), grace=0.3))
+
+
+def test_the_first_poll_may_come_before_the_job_made_the_keepalive_folder(tmp_path):
+    path = tmp_path / "reports" / "sxm-keepalive-vm-1"
+    migration_wait.touch(str(path))
+    assert path.exists()
