@@ -3,20 +3,11 @@ next one, which duplicates nothing; a third run changes nothing. Moved here from
 integration layer: the fault matrix covers the same fault in every run of make test-faults."""
 
 import json
-import uuid
 
-from xapisim import client, scenario
+from xapisim import client
 
 from checks import assert_migrated, assert_nothing_left_behind, inventory
-
-MiB = 1 << 20
-TREE = [("write", "a"), ("snap", "s1"), ("write", "b"), ("snap", "s2"), ("revert", "s1"),
-        ("write", "c"), ("snap", "s3"), ("write", "d")]
-
-
-def build(pools, x, prefix):
-    vm, _ = scenario.build_tree(pools[0], x, "%s-%s" % (prefix, uuid.uuid4().hex[:6]), [8 * MiB, 4 * MiB], TREE)
-    return x.xenapi.VM.get_uuid(vm)
+from test_migrate_safety import build
 
 
 def test_a_run_cut_during_the_copy_is_continued_by_the_next(pools, connect, migrate):
