@@ -15,6 +15,16 @@ options:
     description: Use changed block tracking, where both disks have it, to read less.
     type: bool
     default: true
+  use_vhd_maps:
+    description:
+      - Where CBT cannot say what changed, ask the source for the block allocation table of a
+        VHD export relative to the node the destination holds (C(GET /export_raw_vdi?format=vhd&base=)),
+        read only the table, and read over NBD only the 2 MiB blocks it names, as Xen
+        Orchestra does. The first node of a disk reads only the blocks its VHD chain allocates.
+      - VHD (SMAPIv1) SRs only; elsewhere, and for qcow2 disks, every block is read.
+      - Whatever chose the blocks, a block is written only where its content differs.
+    type: bool
+    default: true
   bandwidth_limit:
     description:
       - Bytes per second this job may read from the source, shared by all its connections.

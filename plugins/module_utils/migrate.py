@@ -75,6 +75,7 @@ def mirror_step(src, dst, the_plan, options, check_mode=False, cancel=None, on_d
         for disk in the_plan["disks"]:
             r = mirror.DiskMirror(src, dst, the_plan["tree"], disk["userdevice"], disk["destination_sr_ref"],
                                   the_plan["job"], tls=the_plan["tls"], use_cbt=options.use_cbt,
+                                  use_vhd_maps=options.use_vhd_maps,
                                   progress=progress, limiter=limiter, connections=options.nbd_connections,
                                   dst_tls=dst_tls, cancel=cancel).run()
             result["disks"].append(r.to_dict())

@@ -31,7 +31,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.xapi.sxm.plugins.module_utils import datapath
+from ansible_collections.xapi.sxm.plugins.module_utils import datapath, delta
 from ansible_collections.xapi.sxm.plugins.module_utils.markers import DEVICE, HOLDS, JOB, ROLE, SOURCE, set_key
 from ansible_collections.xapi.sxm.plugins.module_utils.progress import Progress
 
@@ -82,6 +82,7 @@ class DiskResult:
         self.nodes_skipped = 0
         self.stale_nodes_removed = []  # source uuids whose snapshot no longer exists
         self.read_back = 0             # bytes of W read from the destination to learn its content
+        self.delta_sources = {}        # "cbt" / "vhd" / "content" -> nodes whose reads it chose
         self.changed = False
 
     def to_dict(self):
@@ -90,7 +91,7 @@ class DiskResult:
                 "bytes_written": self.bytes_written, "walk_minimum_bytes": self.walk_minimum,
                 "edge_minimum_bytes": self.edge_minimum, "nodes_mirrored": self.nodes_done,
                 "nodes_already_done": self.nodes_skipped, "stale_nodes_removed": self.stale_nodes_removed,
-                "working_vdi_read_back_bytes": self.read_back}
+                "working_vdi_read_back_bytes": self.read_back, "delta_sources": dict(self.delta_sources)}
 
 
 def find_marked(conn, sr, job, userdevice):
@@ -121,14 +122,14 @@ class DiskMirror:
 
     def __init__(self, src, dst, tree, userdevice, dst_sr, job, tls=True, use_cbt=True,
                  progress=None, limiter=None, connections=datapath.NBD_CONNECTIONS, dst_tls=True,
-                 cancel=None):
+                 cancel=None, use_vhd_maps=True):
         self.src, self.dst, self.tree = src, dst, tree
         self.userdevice = userdevice
         self.dst_sr = dst_sr
         self.job = job
         self.tls = tls
         self.dst_tls = dst_tls
-        self.use_cbt = use_cbt
+        self.deltas = delta.DeltaFinder(src, tree, userdevice, use_cbt=use_cbt, use_vhd=use_vhd_maps)
         self.progress = progress or Progress([], "", 1)
         self.limiter = limiter
         self.connections = connections
@@ -169,7 +170,10 @@ class DiskMirror:
                 self._account(node, disk, prev_digests, digests, digests_by_node)
                 digests_by_node[node.uuid] = digests
                 for uuid in [u for u in digests_by_node if last_use.get(u, -1) <= index]:
-                    del digests_by_node[uuid]   # bounded memory: no later node compares with it
+                    # no later node compares with it (a store also held by W lives on in held)
+                    stale = digests_by_node.pop(uuid)
+                    if stale is not digests:
+                        stale.close()
                 held = self._node_done(disk, digests)
             if sync_leaf and leaf is not None and not leaf_synced:
                 self._check_cancel()
@@ -339,66 +343,34 @@ class DiskMirror:
         if int(w_rec["virtual_size"]) != disk.virtual_size:
             self.dst.call("VDI.resize", self.w_ref, str(disk.virtual_size))
             w_rec["virtual_size"] = str(disk.virtual_size)
-        candidates = self._cbt_candidates(held.disk, disk) if prev_digests is not None else None
+        candidates = allocated = None
+        if prev_digests is None:
+            allocated, source = self.deltas.allocated(disk)
+        elif held.disk is not None:
+            candidates, source = self.deltas.between(held.disk, disk)
+        else:
+            source = "content"     # W's content was read back: no source knows its history
+        self.result.delta_sources[source] = self.result.delta_sources.get(source, 0) + 1
         writer = datapath.BatchWriter(self.dst, w_rec["uuid"], self.frames)
         with self._source(disk) as source:
             digests, read = datapath.copy_node(source, disk.virtual_size, writer, prev_digests,
-                                               candidates, progress=self.progress.add)
+                                               candidates, progress=self.progress.add,
+                                               allocated_blocks=allocated)
         self.result.bytes_read += read
         self.result.bytes_written += writer.written
         return digests
 
-    def _cbt_candidates(self, prev_disk, disk):
-        """Blocks that may differ between the source disk W holds and ``disk``, from CBT: the
-        union of the changed blocks along the tree path between them. None: read everything."""
-        if not self.use_cbt or prev_disk is None:
-            return None
-        if not (prev_disk.cbt_enabled and disk.cbt_enabled):
-            return None
-        nblocks = (disk.virtual_size + datapath.BLOCK - 1) // datapath.BLOCK
-        try:
-            ancestor = self._common_ancestor_disk(prev_disk, disk)
-            if ancestor is None:
-                return None
-            blocks = set()
-            for target in (prev_disk, disk):
-                if target.uuid != ancestor.uuid:
-                    bitmap = self.src.call("VDI.list_changed_blocks", ancestor.vdi_ref, target.vdi_ref)
-                    blocks.update(datapath.changed_blocks_from_bitmap(bitmap, nblocks))
-            return sorted(blocks)
-        except Exception:  # noqa: BLE001 - CBT is an optimisation; content comparison is exact
-            return None
-
-    def _common_ancestor_disk(self, a, b):
-        """The nearest node holding this disk that is an ancestor of (or equal to) both."""
-        def chain(disk):
-            for node in self.tree.nodes.values():
-                if self.userdevice in node.disks and node.disks[self.userdevice].uuid == disk.uuid:
-                    out = []
-                    while node is not None:
-                        if self.userdevice in node.disks:
-                            out.append(node.disks[self.userdevice])
-                        node = node.parent
-                    return out
-            return [disk]
-        b_uuids = {d.uuid for d in chain(b)}
-        for d in chain(a):
-            if d.uuid in b_uuids:
-                return d
-        return None
-
     def _account(self, node, disk, prev_digests, digests, digests_by_node):
         block = datapath.BLOCK
         if prev_digests is None:
-            first = sum(1 for d in digests if d != datapath.ZERO_DIGEST) * block
-            self.result.walk_minimum += first
+            self.result.walk_minimum += digests.nonzero_blocks() * block
         else:
-            self.result.walk_minimum += count_differences(prev_digests, digests) * block
+            self.result.walk_minimum += prev_digests.differences(digests) * block
         parent = self._disk_parent(node)
         if parent is None or parent.uuid not in digests_by_node:
-            self.result.edge_minimum += sum(1 for d in digests if d != datapath.ZERO_DIGEST) * block
+            self.result.edge_minimum += digests.nonzero_blocks() * block
         else:
-            self.result.edge_minimum += count_differences(digests_by_node[parent.uuid], digests) * block
+            self.result.edge_minimum += digests_by_node[parent.uuid].differences(digests) * block
 
     def _disk_parent(self, node):
         """The nearest ancestor that holds this disk (nodes without it are transparent)."""
@@ -415,13 +387,6 @@ class DiskMirror:
         oc.pop(HOLDS, None)
         self.dst.call("VDI.set_other_config", snap, oc)
         return self.dst.call("VDI.get_uuid", snap)
-
-
-def count_differences(a, b):
-    n = max(len(a), len(b))
-    zero = datapath.ZERO_DIGEST
-    return sum(1 for i in range(n)
-               if (a[i] if i < len(a) else zero) != (b[i] if i < len(b) else zero))
 
 
 def mirrored_pairs(dst, the_plan):

@@ -65,6 +65,7 @@ def data_path_spec():
     """How disk data is read (doc fragment xapi.sxm.data_path)."""
     return dict(
         use_cbt=dict(type="bool", default=True),
+        use_vhd_maps=dict(type="bool", default=True),
         bandwidth_limit=dict(type="int", default=0),
         nbd_connections=dict(type="int", default=1),
     )
@@ -136,7 +137,7 @@ class SxmModule:
 
     def options(self):
         """The migration options this module was given, checked (plan.Options)."""
-        names = ("vm", "sr_map", "default_sr", "network_map", "mode", "source_disposition", "use_cbt",
+        names = ("vm", "sr_map", "default_sr", "network_map", "mode", "source_disposition", "use_cbt", "use_vhd_maps",
                  "verify", "bandwidth_limit", "progress_file", "nbd_connections", "userdevices",
                  "unmovable_devices")
         return Options(**dict((name, self.params[name]) for name in names if name in self.params))

@@ -17,6 +17,7 @@ vhd-tool ``impl.ml`` (``serve_raw_to_raw``, ``serve_chunked_to_raw``), ``export.
   closes the connection, so a client must look at the task, not at the 200.
 """
 
+import os
 import socket
 import struct
 import threading
@@ -29,13 +30,14 @@ from .faults import Throttle
 from .model import datamodel, now_text
 from .server import route
 from .storage import data_bytes
-from . import ova
+from . import ova, vhd
 
 PIECE = 1 << 20                   # bytes moved per read/write
 CHUNK_HEADER = struct.Struct("<QI")  # vhd-tool chunked.ml: {u64 offset; u32 len}, little endian
 RAW_FORMATS = ("raw", "vhd", "tar", "qcow2")   # Importexport.Format.of_string
 CONTENT_TYPES = {"raw": "application/octet-stream", "vhd": "application/vhd",
                  "tar": "application/x-tar", "qcow2": "application/x-qemu-disk"}
+MAX_VHD_SIZE = 2040 << 30        # xapi-consts max_vhd_size: format=vhd refuses larger VDIs
 IO_ERROR = ("VDI_IO_ERROR", "Device I/O errors")   # vhd_tool_wrapper: any vhd-tool failure
 UNAUTHORISED_BODY = (b"<html><body><h1>HTTP 401 unauthorised</h1>Please check your credentials "
                      b"and retry.</body></html>")
@@ -427,41 +429,80 @@ def run_export(pool, req, task, vdi):
     fmt, known = format_of_req(req)
     if not known:
         return refuse_404(req, task, "Unknown format " + fmt)
-    if fmt != "raw":
+    if fmt not in ("raw", "vhd"):
         return refuse_404(req, task, "xapisim does not simulate format=%s exports" % fmt)
     db = pool.db
     with db.lock:
         rec = db.raw("VDI", vdi)
         vdi_uuid, size = rec["uuid"], rec["virtual_size"]
+        vhd_sr = ops_vdi.flavour(db, rec["SR"]) == "smapiv1"
     send_head(req, "HTTP/1.1 200 OK", [
         ("task-id", task.ref), ("content-type", CONTENT_TYPES[fmt]),
         ("content-disposition", 'attachment; filename="%s.%s"' % (vdi_uuid, fmt))])
     pool.faults.delay()
     try:
+        base = None
         if req.param("base") is not None:
-            vdi_of_req(db, req, "base")
-            # our disks are raw files, not VHDs: vhd-tool cannot diff them
-            raise XapiError("INTERNAL_ERROR", "Cannot compute differences on non-VHD images")
-        send_file(pool, req, vdi_uuid, size, task)
+            base = vdi_of_req(db, req, "base")
+            if fmt != "vhd" or not vhd_sr:
+                # vhd_tool_wrapper: a base needs a VHD source (SMAPIv3 volumes are not VHDs)
+                raise XapiError("INTERNAL_ERROR", "Cannot compute differences on non-VHD images")
+        if fmt == "vhd" and size > MAX_VHD_SIZE:
+            raise XapiError("VDI_TOO_LARGE", vdi, str(MAX_VHD_SIZE))
+        if not os.path.exists(pool.storage.path(vdi_uuid)):
+            raise XapiError(*IO_ERROR)
+        if fmt == "raw":
+            send_pieces(pool, req, task, size, raw_pieces(pool, vdi_uuid, size))
+        else:
+            send_pieces(pool, req, task, size, vhd_pieces(pool, vdi_uuid, size, base, vhd_sr))
     except XapiError as e:
         return task.fail(e)
-    except (FileNotFoundError, IsADirectoryError):
+    except OSError:
+        # the client went away (a reader that wanted only the table drops the stream) or the
+        # file went: vhd-tool exits non-zero and xapi fails the task
         return task.fail(XapiError(*IO_ERROR))
     task.succeed()
 
 
-def send_file(pool, req, vdi_uuid, size, task):
-    throttle = throttle_of(pool)
+def raw_pieces(pool, vdi_uuid, size):
     with open(pool.storage.path(vdi_uuid), "rb") as f:
         offset = 0
         while offset < size:
             data = f.read(min(PIECE, size - offset))
             if not data:
                 data = bytes(min(PIECE, size - offset))   # beyond the file's end reads zeroes
-            throttle.consume(len(data))
-            req.wfile.write(data)
             offset += len(data)
-            task.progress(offset / size)
+            yield data
+
+
+def vhd_pieces(pool, vdi_uuid, size, base, vhd_sr):
+    """The VHD stream: on a VHD SR the chain's allocation (relative to ``base``), elsewhere
+    the blocks holding data (vhd-tool's raw and nbdhybrid inputs scan for them)."""
+    storage = pool.storage
+    if vhd_sr:
+        with pool.db.lock:
+            base_uuid = pool.db.raw("VDI", base)["uuid"] if base else None
+        included = storage.chains.included(vdi_uuid, base_uuid)
+        base_name = "/var/run/sr-mount/%s.vhd" % base_uuid if base_uuid else None
+    else:
+        included, base_name = vhd.data_blocks(storage.path(vdi_uuid), size), None
+    with open(storage.path(vdi_uuid), "rb") as f:
+        def read(offset, length):
+            f.seek(offset)
+            return f.read(length)
+        for piece in vhd.stream(size, included, read, base_name):
+            yield piece
+
+
+def send_pieces(pool, req, task, size, pieces):
+    throttle = throttle_of(pool)
+    sent = 0
+    for data in pieces:
+        throttle.consume(len(data))
+        req.wfile.write(data)
+        sent += len(data)
+        task.progress(min(sent / size, 1.0) if size else 1.0)
+    req.wfile.flush()
 
 
 # ---- metadata ---------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ import os
 import subprocess
 import threading
 
+from . import vhd
+
 CBT_BLOCK = 64 * 1024
 
 
@@ -37,6 +39,7 @@ class Storage:
         self.dir = os.path.join(pool.dir, "disks")
         os.makedirs(self.dir, exist_ok=True)
         self.lock = threading.Lock()
+        self.chains = vhd.Chains(self.dir, self.path)
 
     # ---- content ----------------------------------------------------------------------------
     def path(self, vdi_uuid):
@@ -55,11 +58,13 @@ class Storage:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+        self.chains.forget(vdi_uuid)
 
     def copy(self, src_uuid, dst_uuid):
         """The whole content of one VDI into a new one (snapshot, clone, copy)."""
         subprocess.run(["cp", "--sparse=always", "--reflink=auto", self.path(src_uuid),
                         self.path(dst_uuid)], check=True)
+        self.chains.fork(src_uuid, dst_uuid)
 
     def resize(self, vdi_uuid, size):
         with open(self.path(vdi_uuid), "r+b") as f:
@@ -103,7 +108,9 @@ class Storage:
         return os.path.join(self.dir, vdi_uuid + ".cbt")
 
     def mark_changed(self, vdi_uuid, offset, length):
-        """Record in the VDI's CBT log (if it has one) the 64 KiB blocks a write touched."""
+        """Allocate what a write touched in the VDI's VHD leaf, and record in its CBT log (if
+        it has one) the 64 KiB blocks it touched."""
+        self.chains.mark(vdi_uuid, offset, length)
         path = self.cbt_path(vdi_uuid)
         if length <= 0 or not os.path.exists(path):
             return

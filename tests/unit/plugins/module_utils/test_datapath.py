@@ -4,6 +4,7 @@ import base64
 import struct
 
 from ansible_collections.xapi.sxm.plugins.module_utils import datapath
+from ansible_collections.xapi.sxm.plugins.module_utils.blockmap import BlockMap
 from ansible_collections.xapi.sxm.plugins.module_utils.datapath import BLOCK
 from block_writers import RecordingWriter
 
@@ -31,12 +32,22 @@ def disk(nblocks, fills):
 def test_bitmap_block_zero_is_the_most_significant_bit():
     """XAPI-FACTS §4 and addenda: bit i = 64 KiB block i, MSB of byte 0 first."""
     bitmap = base64.b64encode(bytes([0b10000001, 0b01000000])).decode()
-    assert datapath.changed_blocks_from_bitmap(bitmap, 16) == [0, 7, 9]
-    assert datapath.changed_blocks_from_bitmap(bitmap, 8) == [0, 7]
+    assert list(BlockMap.from_cbt(bitmap, 16)) == [0, 7, 9]
+    assert list(BlockMap.from_cbt(bitmap, 8)) == [0, 7]
 
 
-def test_runs():
-    assert datapath.runs([1, 2, 3, 7, 9, 10]) == [(1, 3), (7, 1), (9, 2)]
+def blockmap(nblocks, blocks):
+    out = BlockMap(nblocks)
+    for b in blocks:
+        out.add_range(b, 1)
+    return out
+
+
+def test_reads_join_consecutive_blocks_and_stop_at_the_disk_end():
+    size = 40 * BLOCK + 100
+    reads = list(datapath.plan_reads(blockmap(41, [1, 2, 3, 7, 9, 10, 40]), size, request_size=2 * BLOCK))
+    assert reads == [(BLOCK, 2 * BLOCK), (3 * BLOCK, BLOCK), (7 * BLOCK, BLOCK), (9 * BLOCK, 2 * BLOCK),
+                     (40 * BLOCK, 100)]
 
 
 def test_frame_buffer_merges_adjacent_writes_into_one_frame():
@@ -76,7 +87,7 @@ def test_first_node_skips_zero_blocks():
     writer = RecordingWriter()
     digests, read = datapath.copy_node(source, 8 * BLOCK, writer)
     assert sorted(writer.blocks) == [1, 6]
-    assert read == 8 * BLOCK and len(digests) == 8
+    assert read == 8 * BLOCK and digests.nblocks == 8 and digests.nonzero_blocks() == 2
 
 
 def test_delta_sends_changed_blocks_and_blocks_that_became_zero():
@@ -95,9 +106,22 @@ def test_cbt_candidates_limit_what_is_read():
     digests = datapath.copy_node(first, 8 * BLOCK, RecordingWriter())[0]
     second = MemorySource(disk(8, {1: 7, 3: 5}))
     writer = RecordingWriter()
-    new_digests, read = datapath.copy_node(second, 8 * BLOCK, writer, digests, candidate_blocks=[3, 4])
+    new_digests, read = datapath.copy_node(second, 8 * BLOCK, writer, digests, candidate_blocks=blockmap(8, [3, 4]))
     assert read == 2 * BLOCK and sorted(writer.blocks) == [3]
-    assert new_digests[3] != digests[3] and new_digests[1] == digests[1]
+    assert new_digests.get(3) != digests.get(3) and new_digests.get(1) == digests.get(1)
+
+
+def test_an_allocation_map_skips_what_reads_zero_and_zeroes_what_became_zero():
+    """A VHD map says which blocks may hold data: the others are not read; one that held
+    data on the destination is written as zeroes."""
+    first = MemorySource(disk(8, {1: 7, 6: 9}))
+    writer = RecordingWriter()
+    digests, read = datapath.copy_node(first, 8 * BLOCK, writer, allocated_blocks=blockmap(8, [0, 1, 6]))
+    assert read == 3 * BLOCK and sorted(writer.blocks) == [1, 6]
+    second = MemorySource(disk(8, {1: 7}))
+    writer = RecordingWriter()
+    dummy, read = datapath.copy_node(second, 8 * BLOCK, writer, digests, allocated_blocks=blockmap(8, [1]))
+    assert read == BLOCK and writer.blocks == {6: bytes(BLOCK)}
 
 
 def test_first_node_without_digests_writes_the_same_blocks():

@@ -12,6 +12,7 @@ from xapisim import client, scenario
 from ansible_collections.xapi.sxm.plugins.module_utils import cleanup, datapath, markers, mirror
 from ansible_collections.xapi.sxm.plugins.module_utils import plan as planning
 from ansible_collections.xapi.sxm.plugins.module_utils.xapi import Connection
+from ansible_collections.xapi.sxm.plugins.module_utils.digests import DigestStore
 
 MiB = 1 << 20
 TREE = [("write", "a"), ("snap", "s1"), ("write", "b"), ("snap", "s2"), ("revert", "s1"),
@@ -72,8 +73,10 @@ def source_disks(job):
 def leaf_fingerprint(job):
     leaf = scenario.disks(job.x, job.vm)["0"]
     pieces = b"".join(client.nbd_chunks(job.x, leaf))
-    return datapath.content_fingerprint([datapath.block_digest(pieces[i:i + datapath.BLOCK])
-                                         for i in range(0, len(pieces), datapath.BLOCK)])
+    store = DigestStore(len(pieces) // datapath.BLOCK)
+    store.set_range(0, b"".join(datapath.block_digest(pieces[i:i + datapath.BLOCK])
+                                for i in range(0, len(pieces), datapath.BLOCK)))
+    return datapath.content_fingerprint(store)
 
 
 def test_the_first_run_mirrors_every_node_marked_and_equal(job):

@@ -63,7 +63,7 @@ def test_pipelined_reads_return_every_byte_in_place(pattern_export, in_flight):
         assert SIZE // 2 - BLOCK <= read <= SIZE // 2 + 2 * BLOCK
     else:
         assert read == SIZE
-    assert len(digests) == (SIZE + BLOCK - 1) // BLOCK
+    assert digests.nblocks == (SIZE + BLOCK - 1) // BLOCK
 
 
 def test_a_large_plan_is_read_over_several_connections(pattern_export):
