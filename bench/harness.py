@@ -254,10 +254,10 @@ def scratch_vdi(pools, size):
 
 # ---- our migration -------------------------------------------------------------------------
 
-def run_mover(pools, vm_uuid, use_cbt=True, verify=False):
+def run_mover(pools, vm_uuid, use_cbt=True, verify=False, use_vhd_maps=True, verify_depth="sample"):
     """migrate.migrate in a child process (bench/mover.py); its JSON line."""
     spec = {"source": pools.src, "destination": pools.dst, "vm": vm_uuid, "use_cbt": use_cbt,
-            "verify": verify}
+            "verify": verify, "use_vhd_maps": use_vhd_maps, "verify_depth": verify_depth}
     proc = subprocess.run([PY, os.path.join(REPO, "bench", "mover.py")], input=json.dumps(spec),
                           capture_output=True, text=True)
     if proc.returncode != 0:

@@ -3,7 +3,8 @@ module makes it, in a process of its own so that its peak memory is its own.
 
 Reads a JSON spec on stdin (credentials stay out of the process list):
 ``{"source": <pools.json entry>, "destination": <entry>, "vm": uuid, "use_cbt": bool,
-"verify": bool}``; prints one JSON line: the result's byte counts and timings plus
+"use_vhd_maps": bool, "verify": bool, "verify_depth": "sample" or "full"}``;
+prints one JSON line: the result's byte counts and timings plus
 ``peak_rss_kib`` (VmHWM of this process, read at its end).
 """
 
@@ -37,10 +38,16 @@ def main():
     started = time.monotonic()
     with connection(spec["source"]) as src, connection(spec["destination"]) as dst:
         options = migrate.Options(spec["vm"], use_cbt=spec.get("use_cbt", True),
-                                  verify=spec.get("verify", False))
+                                  use_vhd_maps=spec.get("use_vhd_maps", True),
+                                  verify=spec.get("verify", False), verify_depth=spec.get("verify_depth", "sample"))
         result = migrate.migrate(src, dst, options)
     out = {key: result.get(key) for key in ("bytes_read", "bytes_written", "walk_minimum_bytes",
-                                           "edge_minimum_bytes", "timings", "message")}
+                                           "walk_minimum_2m_bytes", "edge_minimum_bytes", "written_read_back_bytes",
+                                           "verify_bytes_read", "verify_depth", "timings", "message")}
+    out["delta_sources"] = {}
+    for disk in result.get("disks", []):
+        for name, count in disk.get("delta_sources", {}).items():
+            out["delta_sources"][name] = out["delta_sources"].get(name, 0) + count
     out["wall_s"] = round(time.monotonic() - started, 3)
     out["peak_rss_kib"] = peak_rss_kib()
     usage = resource.getrusage(resource.RUSAGE_SELF)

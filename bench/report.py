@@ -5,6 +5,15 @@ THRESHOLDS = [
     ("full_copy.ratio_plain", "<= 1.11", lambda v, r: v <= 1.11),
     ("full_copy.ratio_tls", "<= 1.11", lambda v, r: v <= 1.11),
     ("sparse.ratio_with_block_status", "<= 1.5", lambda v, r: v <= 1.5),
+    ("sparse.ratio_vhd_vs_block_status", "<= 1.3", lambda v, r: v <= 1.3),
+    ("sparse.speedup_vhd_vs_whole_read", ">= 10", lambda v, r: v >= 10),
+    ("chain_clustered.read_amplification_vhd", "<= 1.2", lambda v, r: v <= 1.2),
+    ("tree_clustered.read_amplification_vhd", "<= 1.2", lambda v, r: v <= 1.2),
+    ("chain.read_amplification_vhd_2m", "<= 1.1", lambda v, r: v <= 1.1),
+    ("tree.read_amplification_vhd_2m", "<= 1.1", lambda v, r: v <= 1.1),
+    ("memory.digest_store_peak_rss_mib_2tib", "<= 256", lambda v, r: v <= 256),
+    ("verify.bytes_read_default", "<= bytes written + 2 s x node sizes",
+     lambda v, r: v <= r["verify"]["bound_bytes"]),
     ("chain.write_amplification_cbt", "<= 1.1", lambda v, r: v <= 1.1),
     ("chain.write_amplification_content", "<= 1.1", lambda v, r: v <= 1.1),
     ("chain.read_amplification_cbt", "<= 1.1", lambda v, r: v <= 1.1),
@@ -45,6 +54,10 @@ def fmt(value, unit=""):
     return "%s%s" % (value, unit)
 
 
+def mib(value):
+    return None if value is None else round(value / 2 ** 20, 1)
+
+
 def rows(results):
     """(figure, ours, baseline, ratio or value, threshold, ok) for the table."""
     g = lambda key: lookup(results, key)  # noqa: E731
@@ -72,14 +85,22 @@ def rows(results):
                                                       fmt(g("full_copy.nbdcopy_machine_cpu_s_" + mode), " s"),
                                                       fmt(g("full_copy.curl_machine_cpu_s"), " s")),
                     fmt(g("full_copy.ratio_cpu_bound_" + mode)), "none", "-"))
-    for mode, label in (("with", "offered"), ("without", "not offered (XAPI)")):
-        key = "sparse.ratio_%s_block_status" % mode
-        out.append(("Sparse 16 GiB, 2 %% allocated, block status %s: data time" % label,
-                    fmt(g("sparse.%s_block_status.ours_s" % mode), " s"),
+    for mode, label, key, bound in (
+            ("block_status", "block status offered", "sparse.ratio_with_block_status", "<= 1.5"),
+            ("vhd", "no block status (XAPI), VHD allocation map", "sparse.ratio_vhd", "none"),
+            ("whole", "no block status, read whole", "sparse.ratio_whole_read", "none")):
+        out.append(("Sparse 16 GiB, 2 %% allocated, %s: data time" % label,
+                    fmt(g("sparse.%s.ours_s" % mode), " s"),
                     "%s (allocated bytes alone)" % fmt(g("sparse.allocated_alone_s"), " s"),
-                    fmt(g(key)), "<= 1.5" if mode == "with" else "none", ok(key)))
+                    fmt(g(key)), bound, ok(key)))
+    out.append(("Sparse: VHD map without block status / block status (median of interleaved runs)",
+                fmt(g("sparse.vhd.ours_s"), " s"), fmt(g("sparse.block_status.ours_s"), " s"),
+                fmt(g("sparse.ratio_vhd_vs_block_status")), "<= 1.3", ok("sparse.ratio_vhd_vs_block_status")))
+    out.append(("Sparse: speed-up of the VHD map over reading whole",
+                fmt(g("sparse.vhd.ours_s"), " s"), fmt(g("sparse.whole.ours_s"), " s"),
+                fmt(g("sparse.speedup_vhd_vs_whole_read")), ">= 10", ok("sparse.speedup_vhd_vs_whole_read")))
     out.append(("(not in the issue) Sparse, block status offered, against the CPU bound",
-                fmt(g("sparse.with_block_status.ours_s"), " s"),
+                fmt(g("sparse.block_status.ours_s"), " s"),
                 fmt(g("sparse.allocated_alone_cpu_bound_s"), " s"),
                 fmt(g("sparse.ratio_with_block_status_cpu_bound")), "none", "-"))
     for tree, label in (("chain", "Chain of 8"), ("tree", "Tree of 8, 3 reverted branches")):
@@ -93,12 +114,37 @@ def rows(results):
                                           else round(g("%s.%s.walk_minimum_bytes" % (tree, mode)) / 2 ** 20, 1),
                                           " MiB"),
                 fmt(g(key)), "none" if (what, mode) == ("read", "content") else "<= 1.1", ok(key)))
+    for tree, label in (("chain", "Chain of 8"), ("tree", "Tree of 8")):
+        key = "%s.read_amplification_vhd_2m" % tree
+        out.append(("%s, 5 %% scattered, no CBT, VHD maps: bytes read / walk minimum in 2 MiB blocks" % label,
+                    fmt(mib(g("%s.vhd.bytes_read" % tree)), " MiB"),
+                    "%s (64 KiB walk minimum: %s)" % (
+                        fmt(None if g("%s.vhd.walk_minimum_2m_bytes" % tree) is None
+                            else round(g("%s.vhd.walk_minimum_2m_bytes" % tree) / 2 ** 20, 1), " MiB"),
+                        fmt(g("%s.read_amplification_vhd" % tree))),
+                    fmt(g(key)), "<= 1.1", ok(key)))
+    for tree, label in (("chain_clustered", "Chain of 8"), ("tree_clustered", "Tree of 8")):
+        key = "%s.read_amplification_vhd" % tree
+        out.append(("%s, 5 %% in 16 MiB runs, no CBT, VHD maps: bytes read / walk minimum" % label,
+                    fmt(mib(g("%s.vhd.bytes_read" % tree)), " MiB"),
+                    "%s (walk minimum)" % fmt(None if g("%s.vhd.walk_minimum_bytes" % tree) is None
+                                              else round(g("%s.vhd.walk_minimum_bytes" % tree) / 2 ** 20, 1), " MiB"),
+                    fmt(g(key)), "<= 1.2", ok(key)))
+    out.append(("Default verification on the CBT tree: bytes read (sample %s of every node, plus "
+                "the written blocks read back during the copy)" % fmt(g("verify.sample_fraction")),
+                fmt(mib(g("verify.bytes_read_default")), " MiB"),
+                "%s (written + 2 s x node sizes)" % fmt(None if g("verify.bound_bytes") is None
+                                                        else round(g("verify.bound_bytes") / 2 ** 20, 1), " MiB"),
+                "verify/data time %s" % fmt(g("verify.ratio_default")), "<= bound", ok("verify.bytes_read_default")))
     for size in ("1g", "8g", "16g"):
         key = "memory.peak_rss_mib_" + size
         out.append(("%sPeak RSS of the moving process, %s GiB disk" % (
                     "(not in the issue) " if size == "16g" else "", size[:-1]),
                     fmt(g(key), " MiB"), "-", "-",
                     "none" if size == "16g" else "<= 256 MiB, same for both", ok(key)))
+    out.append(("Peak RSS of the per-block store fed 32 Mi non-zero digests, 3 nodes kept (2 TiB)",
+                fmt(g("memory.digest_store_peak_rss_mib_2tib"), " MiB"), "-", "-", "<= 256 MiB",
+                ok("memory.digest_store_peak_rss_mib_2tib")))
     out.append(("Ansible overhead, VM with 10 small snapshots (role wall time minus data time)",
                 fmt(g("overhead.ansible_s"), " s"), "role %s, of which data %s, verify %s" % (
                     fmt(g("overhead.role_wall_s"), " s"), fmt(g("overhead.timings.data_s"), " s"),
@@ -108,7 +154,7 @@ def rows(results):
 
 
 def table(results):
-    lines = ["| Figure | Ours | Baseline | Ratio | Bound (issues 4, 8) | Met |", "|---|---|---|---|---|---|"]
+    lines = ["| Figure | Ours | Baseline | Ratio | Bound (issues 4, 8, 10) | Met |", "|---|---|---|---|---|---|"]
     for row in rows(results):
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -141,7 +187,8 @@ in a child process (`bench/mover.py`) as the `vm_migrate` module runs it, with
 `verify=False` (the read-back is not data movement). The destination is emptied before each
 run. Baseline runs are repeated {repeats}x and the median is used (`*_runs` in results.json
 lists every run); our full copies are run twice per mode (the median of two is their mean),
-our sparse copy {repeats}x with block status and once without, each tree once per mode.
+our sparse copies {repeats}x in each of three ways, interleaved run by run, each tree once per
+mode.
 
 1. **Full copy.** One 4 GiB disk with random data in 4 MiB stripes every 8 MiB (50 %
    allocated). The *pipeline limit* is the slower of its two halves, each run alone:
@@ -160,20 +207,33 @@ our sparse copy {repeats}x with block status and once without, each tree once pe
 2. **Sparse disk.** 16 GiB with 1 MiB of random data every 50 MiB (2 % allocated). The
    baseline is the time its allocated bytes alone take: max(curl uploading just them,
    nbdcopy reading the export from pools that offer block status, where it skips the holes).
-   *With block status*: pools started with `xapisim up --block-status` (base:allocation
-   offered). *Without*: XAPI's behaviour, so the whole 16 GiB must be read; that ratio has no
-   bound in the issue and is shown for what it costs.
+   Ours three ways, interleaved run by run on two pool sets up at once: *block status* (pools
+   started with `xapisim up --block-status`, VHD maps off), *VHD map* (XAPI's NBD server: no
+   block status; the mirror reads the allocation table of `GET /export_raw_vdi?format=vhd`
+   and drops the stream, then reads only the 2 MiB blocks it names), *whole* (neither: every
+   byte read). `ratio_vhd_vs_block_status` and `speedup_vhd_vs_whole_read` are the medians of
+   the per-run ratios.
 3. **Snapshot chain and tree.** A 2 GiB disk fully written with random data, CBT enabled,
    then 8 snapshots (chain: one after the other; tree: with 3 reverts, so 3 branches are
    abandoned) and a last change on the VM's own disk; every change rewrites a random 5 % of
-   the 64 KiB blocks through `/import_raw_vdi`, so that CBT records it. The *walk minimum*
-   (DESIGN.md step 4) is the first node's non-zero bytes plus the blocks that differ between
-   consecutive nodes of the walk; the mirror computes it from the block digests it reads
-   (`walk_minimum_bytes`). Amplification = bytes written (or read) / walk minimum; *CBT* uses
-   `VDI.list_changed_blocks` to choose what to read, *content* (`use_cbt=False`) reads every
-   node whole and compares digests. Bytes do not depend on TLS, so the content runs (about
-   20 GiB read each) use plaintext NBD to keep the run short; the CBT runs use TLS.
-4. **Peak memory.** `VmHWM` of the child process running `migrate.migrate` for one disk of
+   the 64 KiB blocks through `/import_raw_vdi`, so that CBT and the simulator's VHD chains
+   record it. The *walk minimum* (DESIGN.md step 4) is the first node's non-zero bytes plus
+   the blocks that differ between consecutive nodes of the walk; the mirror computes it from
+   the block digests it reads (`walk_minimum_bytes`, and `walk_minimum_2m_bytes` counted in
+   the 2 MiB blocks a VHD map names). Amplification = bytes written (or read) / walk minimum;
+   *CBT* uses `VDI.list_changed_blocks` to choose what to read, *vhd* (`use_cbt=False`) the
+   allocation tables of `base=` VHD exports, *content* (`use_cbt=False`, `use_vhd_maps=False`)
+   reads every node whole and compares digests. Scattered 64 KiB changes touch most 2 MiB
+   blocks, so a VHD map reads nearly every node whole there; the *clustered* chain and tree
+   (no CBT; each change 5 % of the disk in runs of 16 MiB at random 64 KiB-aligned offsets,
+   as file systems write) show what it saves. Bytes do not depend on TLS, so the content
+   runs (about 20 GiB read each) use plaintext NBD to keep the run short. The CBT tree is
+   also verified at the default depth (`verify.*`): bytes read, against the bytes written
+   plus twice the sample fraction of every node's size.
+4. **Peak memory.** `memory.digest_store_peak_rss_mib_2tib`: `VmHWM` of a process that fills
+   three `DigestStore`s (`module_utils/digests.py`) with 32 Mi non-zero digests each, a full
+   2 TiB disk's per-block state for three kept nodes (they spill to private temporary files).
+   Then `VmHWM` of the child process running `migrate.migrate` for one disk of
    1 GiB, one of 8 GiB and (not in the issue) one of 16 GiB, 25 % allocated, TLS. The process
    that moves the data holds a fixed set of buffers whatever the disk's size: 16 MiB of NBD
    reads in flight and two 64 MiB request bodies, mapped memory that is touched only as far

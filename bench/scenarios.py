@@ -87,43 +87,49 @@ def full_copy(pools, workdir, size=4 * GiB, repeats=REPEATS, our_repeats=2):
 
 # ---- 2. sparse disk --------------------------------------------------------------------------
 
-def sparse_disk(pools, workdir, size=16 * GiB, repeats=REPEATS):
-    """A 16 GiB disk with 2 % allocated (1 MiB every 50 MiB) on ``pools`` (with or without
-    block status), TLS NBD as XAPI's default. Returns our data time and the time the allocated
-    bytes alone take: max(curl uploading just them, nbdcopy reading the export, which skips
-    holes only when the server offers block status)."""
-    vm, vdi, uuid = h.vm_with_disk(pools, "bench-sparse", size,
-                                   h.striped_extents(size, 0.02, 1 * MiB), seed=2)
+def sparse(pools_bs, pools, workdir, size=16 * GiB, repeats=REPEATS):
+    """A 16 GiB disk with 2 % allocated (1 MiB every 50 MiB), the same on pools that offer
+    block status and on pools that do not (XAPI's), TLS NBD as XAPI's default. Baseline: the
+    time the allocated bytes alone take, max(curl uploading just them, nbdcopy reading the
+    export where block status lets it skip the holes). Ours, interleaved run by run: with
+    block status (no VHD map), with a VHD allocation map and no block status (the default on
+    XAPI), and reading it whole (neither: what XAPI's NBD server alone allows)."""
+    extents = h.striped_extents(size, 0.02, 1 * MiB)
+    vm_bs, vdi_bs, uuid_bs = h.vm_with_disk(pools_bs, "bench-sparse", size, extents, seed=2)
+    vm, dummy, dummy = h.vm_with_disk(pools, "bench-sparse", size, extents, seed=2)
     body = os.path.join(workdir, "sparse.body")
-    payload = h.write_chunked_body(pools.disk_path(pools.src, uuid), body)
-    curl_s, curl_runs, curl_cpu, dummy = timed_with_cpu(lambda: h.time_curl(pools, body, size), repeats)
+    payload = h.write_chunked_body(pools_bs.disk_path(pools_bs.src, uuid_bs), body)
+    curl_s, curl_runs, curl_cpu, dummy = timed_with_cpu(lambda: h.time_curl(pools_bs, body, size), repeats)
     os.unlink(body)
-    nbdcopy_s, nbdcopy_runs, nbdcopy_cpu, dummy = timed_with_cpu(lambda: h.time_nbdcopy(pools, vdi, workdir),
-                                                                 repeats if pools.block_status else 1)
-    ours = [h.migrate_once(pools, vm) for dummy in range(repeats if pools.block_status else 1)]
-    ours_s = median([r["timings"]["data_s"] for r in ours])
+    nbdcopy_s, nbdcopy_runs, nbdcopy_cpu, dummy = timed_with_cpu(lambda: h.time_nbdcopy(pools_bs, vdi_bs, workdir),
+                                                                 repeats)
+    runs = {"block_status": [], "vhd": [], "whole": []}
+    for _run in range(repeats):
+        runs["block_status"].append(h.migrate_once(pools_bs, vm_bs, use_vhd_maps=False))
+        runs["vhd"].append(h.migrate_once(pools, vm))
+        runs["whole"].append(h.migrate_once(pools, vm, use_vhd_maps=False))
+    h.remove_source_vm(pools_bs, vm_bs)
     h.remove_source_vm(pools, vm)
-    log("sparse (block status %s): ours %.2fs, nbdcopy %.2fs, curl %.2fs"
-        % (pools.block_status, ours_s, nbdcopy_s, curl_s))
-    return {"disk_bytes": size, "allocated_bytes": payload, "curl_s": round(curl_s, 3),
-            "curl_runs": curl_runs, "nbdcopy_s": round(nbdcopy_s, 3), "nbdcopy_runs": nbdcopy_runs,
-            "curl_machine_cpu_s": curl_cpu, "nbdcopy_machine_cpu_s": nbdcopy_cpu,
-            "ours_s": ours_s, "ours_runs": [r["timings"]["data_s"] for r in ours],
-            "bytes_read": ours[0]["bytes_read"], "bytes_written": ours[0]["bytes_written"]}
-
-
-def sparse_summary(with_bs, without_bs):
-    """Both modes against one baseline: the allocated bytes alone, measured on the pools that
-    offer block status (there nbdcopy reads only them)."""
-    alone = max(with_bs["curl_s"], with_bs["nbdcopy_s"])
-    # as for the full copy: both halves' CPU over every core bounds any program doing both
-    cpu_bound = (with_bs["curl_machine_cpu_s"] + with_bs["nbdcopy_machine_cpu_s"]) / os.cpu_count()
-    return {"allocated_alone_s": round(alone, 3),
-            "allocated_alone_cpu_bound_s": round(cpu_bound, 3),
-            "ratio_with_block_status": round(with_bs["ours_s"] / alone, 3),
-            "ratio_with_block_status_cpu_bound": round(with_bs["ours_s"] / max(alone, cpu_bound), 3),
-            "ratio_without_block_status": round(without_bs["ours_s"] / alone, 3),
-            "with_block_status": with_bs, "without_block_status": without_bs}
+    data = {mode: [r["timings"]["data_s"] for r in rs] for mode, rs in runs.items()}
+    alone = max(curl_s, nbdcopy_s)
+    # both halves' CPU over every core bounds any program doing both
+    cpu_bound = (curl_cpu + nbdcopy_cpu) / os.cpu_count()
+    out = {"disk_bytes": size, "allocated_bytes": payload, "curl_s": round(curl_s, 3), "curl_runs": curl_runs,
+           "nbdcopy_s": round(nbdcopy_s, 3), "nbdcopy_runs": nbdcopy_runs, "allocated_alone_s": round(alone, 3),
+           "allocated_alone_cpu_bound_s": round(cpu_bound, 3)}
+    for mode, rs in runs.items():
+        out[mode] = {"ours_s": median(data[mode]), "ours_runs": data[mode], "bytes_read": rs[0]["bytes_read"],
+                     "bytes_written": rs[0]["bytes_written"], "delta_sources": rs[0]["delta_sources"]}
+    out["ratio_with_block_status"] = round(out["block_status"]["ours_s"] / alone, 3)
+    out["ratio_with_block_status_cpu_bound"] = round(out["block_status"]["ours_s"] / max(alone, cpu_bound), 3)
+    out["ratio_vhd"] = round(out["vhd"]["ours_s"] / alone, 3)
+    out["ratio_whole_read"] = round(out["whole"]["ours_s"] / alone, 3)
+    # each ratio the median of the per-run ratios (the runs were interleaved)
+    pairs = range(repeats)
+    out["ratio_vhd_vs_block_status"] = round(median([data["vhd"][i] / data["block_status"][i] for i in pairs]), 3)
+    out["speedup_vhd_vs_whole_read"] = round(median([data["whole"][i] / data["vhd"][i] for i in pairs]), 2)
+    log("sparse: %s" % {m: out[m]["ours_s"] for m in runs})
+    return out
 
 
 # ---- 3. snapshot chain and tree --------------------------------------------------------------
@@ -141,27 +147,38 @@ TREE_STEPS = [("write", 1), ("snap", "s1"), ("write", 2), ("snap", "s2"), ("writ
               ("write", 9)]
 
 
-def changed_blocks_write(pools, x, vdi, size, fraction, rng):
-    """Rewrite ``fraction`` of the disk's 64 KiB blocks (chosen at random) with random data,
-    through /import_raw_vdi so that CBT records it."""
+CLUSTER = 16 * MiB
+
+
+def changed_blocks_write(pools, x, vdi, size, fraction, rng, cluster=None):
+    """Rewrite ``fraction`` of the disk's 64 KiB blocks with random data, through
+    /import_raw_vdi so that CBT and the VHD chain record it: blocks chosen at random, or with
+    ``cluster`` runs of that many bytes at random 64 KiB-aligned offsets (as file systems
+    write)."""
     nblocks = size // BLOCK
-    blocks = sorted(rng.sample(range(nblocks), int(nblocks * fraction)))
+    if cluster is None:
+        blocks = sorted(rng.sample(range(nblocks), int(nblocks * fraction)))
+    else:
+        per_run = cluster // BLOCK
+        starts = rng.sample(range(nblocks - per_run), int(nblocks * fraction) // per_run)
+        blocks = sorted({b for start in starts for b in range(start, start + per_run)})
     writes = [(b * BLOCK, rng.randbytes(BLOCK)) for b in blocks]
-    scenario.write_disk(pools.src, x, vdi, writes)
+    for i in range(0, len(writes), 512):        # requests of at most 32 MiB
+        scenario.write_disk(pools.src, x, vdi, writes[i:i + 512])
 
 
-def build_snapshots(pools, name, steps, size, fraction, seed):
+def build_snapshots(pools, name, steps, size, fraction, seed, cbt=True, cluster=None):
     """A VM with one fully allocated disk of ``size`` (random data, CBT enabled before the
-    first snapshot), then ``steps``: ("write", n) changes ``fraction`` of it, ("snap", label),
-    ("revert", label)."""
+    first snapshot unless ``cbt`` is false), then ``steps``: ("write", n) changes ``fraction``
+    of it, ("snap", label), ("revert", label)."""
     x = pools.xsrc
-    vm_uuid, vdi, uuid = h.vm_with_disk(pools, name, size, [(0, size)], seed=seed, cbt=True)
+    vm_uuid, vdi, uuid = h.vm_with_disk(pools, name, size, [(0, size)], seed=seed, cbt=cbt)
     vm = x.xenapi.VM.get_by_uuid(vm_uuid)
     rng = random.Random(seed)
     snaps = {}
     for kind, arg in steps:
         if kind == "write":
-            changed_blocks_write(pools, x, scenario.disks(x, vm)["0"], size, fraction, rng)
+            changed_blocks_write(pools, x, scenario.disks(x, vm)["0"], size, fraction, rng, cluster)
         elif kind == "snap":
             snaps[arg] = x.xenapi.VM.snapshot(vm, arg)
         elif kind == "revert":
@@ -173,32 +190,72 @@ def amplification(r):
     minimum = max(1, r["walk_minimum_bytes"])
     return {"bytes_read": r["bytes_read"], "bytes_written": r["bytes_written"],
             "walk_minimum_bytes": r["walk_minimum_bytes"], "edge_minimum_bytes": r["edge_minimum_bytes"],
+            "walk_minimum_2m_bytes": r["walk_minimum_2m_bytes"], "delta_sources": r["delta_sources"],
             "data_s": r["timings"]["data_s"], "cpu_s": r["cpu_s"],
             "read_amplification": round(r["bytes_read"] / minimum, 3),
+            "read_amplification_2m": round(r["bytes_read"] / max(1, r["walk_minimum_2m_bytes"]), 3),
             "write_amplification": round(r["bytes_written"] / minimum, 3)}
+
+
+MODES = (("cbt", {"use_cbt": True}), ("vhd", {"use_cbt": False}),
+         ("content", {"use_cbt": False, "use_vhd_maps": False}))
 
 
 def snapshot_trees(pools, size=2 * GiB, fraction=0.05):
     """A chain of 8 snapshots and a tree of 8 with 3 reverted branches, each snapshot (and the
-    VM after the last) changing 5 % of a 2 GiB disk; each migrated with CBT and by content."""
+    VM after the last) changing 5 % of a 2 GiB disk's 64 KiB blocks at random; each migrated
+    with CBT, with VHD allocation maps (no CBT) and by content. The CBT run also verifies at
+    the default depth: what that reads, against its bound."""
     out = {}
     for name, steps, seed in (("chain", CHAIN_STEPS, 3), ("tree", TREE_STEPS, 4)):
         vm = build_snapshots(pools, "bench-" + name, steps, size, fraction, seed)
         log("%s: built" % name)
         figures = {"disk_bytes": size, "changed_fraction": fraction}
-        for mode, use_cbt in (("cbt", True), ("content", False)):
+        for mode, options in MODES:
             # bytes do not depend on TLS: content mode reads every node whole (~20 GiB), so it
             # runs over plaintext NBD to keep `make bench` short
-            pools.set_source_tls(use_cbt)
-            a = amplification(h.migrate_once(pools, vm, use_cbt=use_cbt))
-            a["nbd"] = "tls" if use_cbt else "plain"
+            pools.set_source_tls(mode != "content")
+            r = h.migrate_once(pools, vm, verify=(mode == "cbt"), **options)
+            a = amplification(r)
+            a["nbd"] = "plain" if mode == "content" else "tls"
             figures[mode] = a
             figures["write_amplification_" + mode] = a["write_amplification"]
             figures["read_amplification_" + mode] = a["read_amplification"]
+            if mode == "vhd":
+                figures["read_amplification_vhd_2m"] = a["read_amplification_2m"]
+            if mode == "cbt" and name == "tree":
+                out["verify"] = verify_figures(r, steps, size)
             log("%s %s: %s" % (name, mode, a))
         pools.set_source_tls(True)
         h.remove_source_vm(pools, vm)
         out[name] = figures
+    return out
+
+
+def verify_figures(r, steps, size):
+    """What the default verification read on the CBT tree, against bytes written + 2 x s x the
+    sum of node sizes (s = the sample fraction)."""
+    from ansible_collections.xapi.sxm.plugins.module_utils import verify as verification
+    nodes = 1 + sum(1 for kind, dummy in steps if kind == "snap")
+    bound = r["bytes_written"] + 2 * verification.SAMPLE_FRACTION * nodes * size
+    return {"bytes_read_default": r["verify_bytes_read"], "bound_bytes": int(bound),
+            "sample_fraction": verification.SAMPLE_FRACTION, "written_read_back_bytes": r["written_read_back_bytes"],
+            "bytes_written": r["bytes_written"], "verify_s": r["timings"].get("verify_s"),
+            "ratio_default": round(r["timings"].get("verify_s", 0) / max(1e-6, r["timings"]["data_s"]), 3)}
+
+
+def clustered_trees(pools, size=2 * GiB, fraction=0.05):
+    """The chain and the tree again, without CBT, each change 5 % of the disk in runs of 16 MiB
+    at random 64 KiB-aligned offsets: read with VHD allocation maps."""
+    out = {}
+    for name, steps, seed in (("chain_clustered", CHAIN_STEPS, 6), ("tree_clustered", TREE_STEPS, 7)):
+        vm = build_snapshots(pools, "bench-" + name, steps, size, fraction, seed, cbt=False, cluster=CLUSTER)
+        a = amplification(h.migrate_once(pools, vm, use_cbt=False))
+        out[name] = {"disk_bytes": size, "changed_fraction": fraction, "cluster_bytes": CLUSTER, "vhd": a,
+                     "read_amplification_vhd": a["read_amplification"],
+                     "write_amplification_vhd": a["write_amplification"]}
+        log("%s vhd: %s" % (name, a))
+        h.remove_source_vm(pools, vm)
     return out
 
 
@@ -218,6 +275,36 @@ def peak_memory(pools, sizes=(("1g", 1 * GiB), ("8g", 8 * GiB)), fraction=0.25):
         h.remove_source_vm(pools, vm)
         log("memory %s: %s MiB" % (label, out["peak_rss_mib_" + label]))
     return out
+
+
+DIGEST_STORE_PROBE = """
+import resource, sys
+sys.path.insert(0, %r)
+import conftest  # noqa: F401  (build/collections on sys.path)
+from ansible_collections.xapi.sxm.plugins.module_utils.digests import DigestStore, PAGE_BLOCKS
+nblocks = %d
+chunk = bytes(range(16)) * PAGE_BLOCKS
+stores = []
+for node in range(3):
+    store = DigestStore(nblocks)
+    for first in range(0, nblocks, PAGE_BLOCKS):
+        store.set_range(first, chunk[:16 * min(PAGE_BLOCKS, nblocks - first)])
+    stores.append(store)
+assert stores[0].get_range(nblocks - 1, 1) == bytes(range(16))
+with open("/proc/self/status") as f:
+    print([int(l.split()[1]) for l in f if l.startswith("VmHWM:")][0])
+"""
+
+
+def digest_store_memory(nblocks=32 << 20):
+    """Peak RSS of a process feeding the real per-block store 32 Mi non-zero digests (a full
+    2 TiB disk) for each of 3 kept nodes."""
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", DIGEST_STORE_PROBE % (os.path.join(h.REPO, "tests", "unit"), nblocks)],
+                          capture_output=True, text=True, check=True)
+    kib = int(proc.stdout.strip().splitlines()[-1])
+    return {"digest_store_peak_rss_mib_2tib": round(kib / 1024, 1), "digest_store_blocks": nblocks,
+            "digest_store_nodes": 3, "digest_store_s": round(time.monotonic() - started, 1)}
 
 
 # ---- 5. ansible overhead ---------------------------------------------------------------------

@@ -17,7 +17,8 @@ _FULL = re.compile(b"\xff+")
 
 
 def _popcount(data):
-    return bin(int.from_bytes(bytes(data), "big")).count("1") if data else 0
+    value = int.from_bytes(bytes(data), "big")
+    return value.bit_count() if hasattr(value, "bit_count") else bin(value).count("1")
 
 
 class BlockMap:
@@ -113,6 +114,13 @@ class BlockMap:
                 cursor = full_end
         if pending:
             yield tuple(pending)
+
+    def pieces(self, limit):
+        """The runs, each cut into pieces of at most ``limit`` blocks (for work that holds a
+        piece's digests in memory)."""
+        for first, count in self.runs():
+            for start in range(first, first + count, limit):
+                yield start, min(limit, first + count - start)
 
     def __iter__(self):
         for first, count in self.runs():

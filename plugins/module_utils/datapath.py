@@ -12,7 +12,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import base64
 import http.client as http_client
 import hashlib
 import mmap
@@ -44,6 +43,10 @@ MULTI_CONN_BYTES = 256 << 20     # a read plan this large per connection earns o
 BATCH_LIMIT = 64 << 20            # bytes of block data per import request (bounded memory)
 BATCH_MIN = 16 << 20              # a request waits for this much, unless it is the last one
 IMPORT_TASK_TIMEOUT = 600         # seconds an import may take once its body was sent
+# XAPI's NBD server drops connections that race at start-up (Xen Orchestra opens its
+# connections one after another for that reason, @vates/nbd-client multi.mjs): one at a time
+_OPENING = threading.Lock()
+PIECE_BLOCKS = 1 << 16            # blocks whose digests a comparison holds at once (1 MiB)
 ZERO_BLOCK = bytes(BLOCK)
 ZERO_REQUEST = bytes(REQUEST_SIZE)
 
@@ -175,7 +178,8 @@ class NbdSource:
         else:
             h.set_tls(nbd.TLS_DISABLE)
         try:
-            h.connect_tcp(self.host, str(self.record["port"]))
+            with _OPENING:
+                h.connect_tcp(self.host, str(self.record["port"]))
         except nbd.Error as e:
             raise DataPathError("cannot open the NBD export at %s:%s (%s)"
                                 % (self.record["address"], self.record["port"], e.string))
@@ -446,9 +450,10 @@ class BatchWriter:
     Requests go one after another: XAPI attaches the VDI read-write for each import, and a
     VDI is attached read-write only once at a time."""
 
-    def __init__(self, conn, vdi_uuid, pool=None, batch_min=BATCH_MIN):
+    def __init__(self, conn, vdi_uuid, pool=None, batch_min=BATCH_MIN, nblocks=0):
         self.conn = conn
         self.vdi_uuid = vdi_uuid
+        self.written_blocks = BlockMap(nblocks)   # what was handed to add: read back later
         self.own_pool = pool is None
         self.pool = pool or FramePool()
         self.batch_min = min(batch_min, self.pool.capacity)
@@ -468,6 +473,7 @@ class BatchWriter:
         ``block``; the bytes are copied before add returns."""
         offset, done, n = block * BLOCK, 0, len(data)
         self.blocks += (n + BLOCK - 1) // BLOCK
+        self.written_blocks.add_range(block, (n + BLOCK - 1) // BLOCK)
         while done < n:
             with self.ready:
                 while self.filling.room() == 0 and self.error is None:
@@ -609,9 +615,40 @@ def copy_node(source, size, writer, previous_digests=None, candidate_blocks=None
     return digests, read_bytes[0]
 
 
+def wait_dom0_detached(conn, vdi_ref, timeout=60):
+    """Wait until no control domain holds ``vdi_ref`` attached: xapi-nbd unplugs its
+    read-only dom0 VBD after the connection closed, and while it is there an import (a
+    read-write attach on the same host) fails with Illegal_transition (vdi_automaton.ml;
+    Xen Orchestra waits the same way, PR #9702)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        held = [vbd for vbd in conn.call("VDI.get_VBDs", vdi_ref)
+                if conn.call("VM.get_is_control_domain", conn.call("VBD.get_VM", vbd))]
+        if not held or time.monotonic() > deadline:
+            return
+        time.sleep(0.5)
+
+
+def digests_of_blocks(source, size, blocks, progress=None):
+    """A DigestStore holding the digests of ``blocks`` (a BlockMap) of ``source``, read over
+    NBD; the other entries read as zero. Returns (store, bytes read)."""
+    return copy_node(source, size, NullWriter(), candidate_blocks=blocks, progress=progress)
+
+
+def differing_blocks(a, b, blocks):
+    """Block numbers among ``blocks`` whose digests differ between stores ``a`` and ``b``."""
+    out = []
+    for first, count in blocks.pieces(PIECE_BLOCKS):
+        left, right = a.get_range(first, count), b.get_range(first, count)
+        if left != right:
+            out.extend(first + i for i in range(count)
+                       if left[i * DIGEST:(i + 1) * DIGEST] != right[i * DIGEST:(i + 1) * DIGEST])
+    return out
+
+
 def write_zeroes(blocks, size, digests, writer):
     """Blocks known to read zero now: those the destination holds as non-zero are zeroed."""
-    for first, count in blocks.runs():
+    for first, count in blocks.pieces(PIECE_BLOCKS):
         old = digests.get_range(first, count)
         if old == bytes(len(old)):
             continue

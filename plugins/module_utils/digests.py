@@ -110,10 +110,12 @@ class DigestStore:
         return other
 
     # ---- what a whole store says ----------------------------------------------------------------
-    def nonzero_blocks(self):
-        zero = ZERO_DIGEST
-        return sum(1 for chunk in self.chunks() for i in range(0, len(chunk), DIGEST)
-                   if chunk[i:i + DIGEST] != zero)
+    def nonzero_blocks(self, group=1):
+        """Blocks (or groups of ``group`` blocks) holding data."""
+        width = DIGEST * group
+        zero = bytes(width)
+        return sum(1 for chunk in self.chunks() for i in range(0, len(chunk), width)
+                   if chunk[i:i + width] != zero)
 
     def fingerprint(self):
         """One digest of the whole content (32 hex digits)."""
@@ -122,15 +124,17 @@ class DigestStore:
             h.update(chunk)
         return h.hexdigest()[:32]
 
-    def differences(self, other):
-        """Blocks whose digest differs between two stores (missing blocks read as zero)."""
+    def differences(self, other, group=1):
+        """Blocks whose digest differs between two stores (missing blocks read as zero); with
+        ``group``, the groups of that many blocks holding a difference (2 MiB VHD blocks: 32)."""
         n = max(self.nblocks, other.nblocks)
-        step, count = PAGE_BLOCKS * 16, 0
+        step, count = PAGE_BLOCKS * 16, 0          # a multiple of any group used
+        width = DIGEST * group
         for first in range(0, n, step):
             m = min(step, n - first)
             a, b = self._padded(first, m), other._padded(first, m)
             if a != b:
-                count += sum(1 for i in range(0, len(a), DIGEST) if a[i:i + DIGEST] != b[i:i + DIGEST])
+                count += sum(1 for i in range(0, len(a), width) if a[i:i + width] != b[i:i + width])
         return count
 
     def _padded(self, first, count):
@@ -138,8 +142,7 @@ class DigestStore:
         return (self.get_range(first, have) if have else b"") + bytes((count - have) * DIGEST)
 
     def __eq__(self, other):
-        return isinstance(other, DigestStore) and self.nblocks == other.nblocks and \
-            all(a == b for a, b in zip(self.chunks(), other.chunks()))
+        return isinstance(other, DigestStore) and self.nblocks == other.nblocks and self.differences(other) == 0
 
     def __ne__(self, other):
         return not self == other

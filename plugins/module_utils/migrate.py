@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.xapi.sxm.plugins.module_utils import cutover, datapath, markers, metadata, mirror
 from ansible_collections.xapi.sxm.plugins.module_utils import plan as planning, verify as verification
@@ -22,6 +23,7 @@ from ansible_collections.xapi.sxm.plugins.module_utils.progress import Progress
 from ansible_collections.xapi.sxm.plugins.module_utils.report import merge_results
 
 PROGRESS_LABEL = "xapi.sxm: migrating %s"
+PARALLEL_DISKS = 4          # disks of one VM mirrored side by side
 # the flow's entry points, for the composite's callers (benchmarks, tests)
 Options = planning.Options
 make_plan = planning.make_plan
@@ -72,23 +74,49 @@ def mirror_step(src, dst, the_plan, options, check_mode=False, cancel=None, on_d
     try:
         if not nbd_checked:
             planning.check_nbd(src, the_plan)
-        for disk in the_plan["disks"]:
-            r = mirror.DiskMirror(src, dst, the_plan["tree"], disk["userdevice"], disk["destination_sr_ref"],
-                                  the_plan["job"], tls=the_plan["tls"], use_cbt=options.use_cbt,
-                                  use_vhd_maps=options.use_vhd_maps,
-                                  progress=progress, limiter=limiter, connections=options.nbd_connections,
-                                  dst_tls=dst_tls, cancel=cancel).run()
+        def mirror_disk(disk):
+            return mirror.DiskMirror(src, dst, the_plan["tree"], disk["userdevice"], disk["destination_sr_ref"],
+                                     the_plan["job"], tls=the_plan["tls"], use_cbt=options.use_cbt,
+                                     use_vhd_maps=options.use_vhd_maps,
+                                     progress=progress, limiter=limiter, connections=options.nbd_connections,
+                                     dst_tls=dst_tls, cancel=cancel).run()
+        failures = []
+        for r, error in mirror_disks_side_by_side(the_plan["disks"], mirror_disk, options.nbd_connections):
+            if error is not None:
+                failures.append(error)
+                continue
             result["disks"].append(r.to_dict())
             result["changed"] = result["changed"] or r.changed
             if on_disk:
                 on_disk(result)
+        if failures:
+            raise failures[0]
         ok = True
     finally:
         progress.finish(ok)
-    for key in ("bytes_written", "bytes_read", "walk_minimum_bytes", "edge_minimum_bytes"):
+    for key in ("bytes_written", "bytes_read", "walk_minimum_bytes", "walk_minimum_2m_bytes", "edge_minimum_bytes",
+                "written_read_back_bytes"):
         result[key] = sum(d[key] for d in result["disks"])
     result["timings"] = {"data_s": round(time.time() - started, 3)}
     return result
+
+
+def mirror_disks_side_by_side(disks, mirror_disk, nbd_connections):
+    """[(result, None) or (None, exception)] per disk, in the plan's order, the disks
+    mirrored PARALLEL_DISKS at a time (a host's fixed costs and per-connection rates are paid
+    side by side), never more NBD connections than XAPI serves per host: each disk reads with
+    ``nbd_connections`` and reads back what it wrote with one more. Every disk runs to its end
+    even when another failed: what it did is kept for a re-run."""
+    workers = max(1, min(len(disks), PARALLEL_DISKS, datapath.NBD_CONNECTIONS_MAX // (nbd_connections + 1)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(mirror_disk, disk) for disk in disks]
+        outcomes = []
+        for future in futures:
+            try:
+                outcomes.append((future.result(), None))
+            except BaseException as e:  # noqa: BLE001 - the caller raises it, after every disk ended
+                outcomes.append((None, e))
+    return outcomes
 
 
 def required_pairs(dst, the_plan):
@@ -143,10 +171,10 @@ def metadata_step(src, dst, the_plan, options, check_mode=False):
 
 
 def verify_step(src, dst, the_plan, check_mode=False, read_content=True, force=False, progress_file=None,
-                cancel=None):
-    """Compare both trees (and, with ``read_content``, every disk's bytes) and record the
-    verified source state on the destination VM. ``progress_file`` gets the bytes read on
-    both pools, as the mirror's does."""
+                cancel=None, depth="sample"):
+    """Compare both trees (and, with ``read_content``, the disks' bytes to ``depth``: see
+    verify.py) and record the verified source state on the destination VM.
+    ``progress_file`` gets the bytes read on both pools, as the mirror's does."""
     started = time.time()
     result = base_result(the_plan)
     job, tree = the_plan["job"], the_plan["tree"]
@@ -167,12 +195,14 @@ def verify_step(src, dst, the_plan, check_mode=False, read_content=True, force=F
     pairs = required_pairs(dst, the_plan)
     if read_content:
         to_read = 2 * sum(d.virtual_size for node in tree.carried_snapshots() + [tree.vm] for d in node.disks.values())
+        if depth != "full":
+            to_read = int(to_read * verification.SAMPLE_FRACTION)
         progress = Progress([], "", to_read, progress_file, cancel=cancel)
         progress.set_phase("verify")
         ok = False
         try:
             found = verification.verify(src, dst, tree, dst_ref, pairs, the_plan["tls"], planning.nbd_uses_tls(dst),
-                                        progress=progress.add)
+                                        progress=progress.add, depth=depth)
             ok = True
         finally:
             progress.finish(ok)
@@ -220,7 +250,7 @@ def migrate(src, dst, options, check_mode=False, cancel=None, partial=None):
     done(steps[-1])
     steps.append(metadata_step(src, dst, the_plan, options, check_mode))
     if not check_mode:
-        steps.append(verify_step(src, dst, the_plan, read_content=options.verify))
+        steps.append(verify_step(src, dst, the_plan, read_content=options.verify, depth=options.verify_depth))
         steps.append(cutover_step(src, dst, the_plan, options.source_disposition, cancel=cancel))
     result = merge_results(steps)
     result.setdefault("timings", {})["total_s"] = round(time.time() - started, 3)

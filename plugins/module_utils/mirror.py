@@ -32,6 +32,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.xapi.sxm.plugins.module_utils import datapath, delta
+from ansible_collections.xapi.sxm.plugins.module_utils.errors import DataPathError
 from ansible_collections.xapi.sxm.plugins.module_utils.markers import DEVICE, HOLDS, JOB, ROLE, SOURCE, set_key
 from ansible_collections.xapi.sxm.plugins.module_utils.progress import Progress
 
@@ -77,11 +78,13 @@ class DiskResult:
         self.bytes_read = 0
         self.bytes_written = 0
         self.walk_minimum = 0          # bytes: first node's data + blocks differing along the walk
+        self.walk_minimum_2m = 0       # the same counted in 2 MiB blocks (a VHD map's unit)
         self.edge_minimum = 0          # bytes: first node's data + blocks differing on tree edges
         self.nodes_done = 0
         self.nodes_skipped = 0
         self.stale_nodes_removed = []  # source uuids whose snapshot no longer exists
         self.read_back = 0             # bytes of W read from the destination to learn its content
+        self.written_read_back = 0     # bytes written and read back to check them
         self.delta_sources = {}        # "cbt" / "vhd" / "content" -> nodes whose reads it chose
         self.changed = False
 
@@ -89,9 +92,11 @@ class DiskResult:
         return {"userdevice": self.userdevice, "working_vdi_uuid": self.working_uuid,
                 "pairs": dict(self.pairs), "bytes_read": self.bytes_read,
                 "bytes_written": self.bytes_written, "walk_minimum_bytes": self.walk_minimum,
+                "walk_minimum_2m_bytes": self.walk_minimum_2m,
                 "edge_minimum_bytes": self.edge_minimum, "nodes_mirrored": self.nodes_done,
                 "nodes_already_done": self.nodes_skipped, "stale_nodes_removed": self.stale_nodes_removed,
-                "working_vdi_read_back_bytes": self.read_back, "delta_sources": dict(self.delta_sources)}
+                "working_vdi_read_back_bytes": self.read_back,
+                "written_read_back_bytes": self.written_read_back, "delta_sources": dict(self.delta_sources)}
 
 
 def find_marked(conn, sr, job, userdevice):
@@ -166,7 +171,7 @@ class DiskMirror:
                     continue
                 self._check_cancel()
                 prev_digests = self._digests_of(held)
-                digests = self._write(disk, held, prev_digests)
+                digests, written = self._write(disk, held, prev_digests)
                 self._account(node, disk, prev_digests, digests, digests_by_node)
                 digests_by_node[node.uuid] = digests
                 for uuid in [u for u in digests_by_node if last_use.get(u, -1) <= index]:
@@ -174,13 +179,14 @@ class DiskMirror:
                     stale = digests_by_node.pop(uuid)
                     if stale is not digests:
                         stale.close()
-                held = self._node_done(disk, digests)
+                held = self._node_done(disk, digests, written)
             if sync_leaf and leaf is not None and not leaf_synced:
                 self._check_cancel()
                 self.progress.set_node(self.userdevice, steps, steps, "%s (the VM's disk)" % self.tree.vm.name_label)
                 prev_digests = self._digests_of(held)
-                digests = self._write(leaf, held, prev_digests)
+                digests, written = self._write(leaf, held, prev_digests)
                 self._account(self.tree.vm, leaf, prev_digests, digests, digests_by_node)
+                self._check_written(self.w_ref, leaf, digests, written)
                 set_key(self.dst, "VDI", self.w_ref, HOLDS, leaf_marker(leaf, digests))
         finally:
             self.frames.close()
@@ -270,11 +276,12 @@ class DiskMirror:
         origin = self._trusted(from_marker, walk, leaf)
         if target is None or origin is None:
             return None
-        digests = self._write(target, origin, self._digests_of(origin))
+        digests, written = self._write(target, origin, self._digests_of(origin))
         if target.uuid in done:
+            self._check_written(self.w_ref, target, digests, written)
             set_key(self.dst, "VDI", self.w_ref, HOLDS, node_marker(target))
             return Held(node_marker(target), target, digests)
-        held = self._node_done(target, digests)
+        held = self._node_done(target, digests, written)
         done[target.uuid] = self.result.pairs[target.uuid]
         return held
 
@@ -284,6 +291,7 @@ class DiskMirror:
         records = self.dst.call("VDI.get_nbd_info", self.w_ref)
         with datapath.NbdSource(datapath.pick_nbd_record(records), tls=self.dst_tls) as source:
             digests, read = datapath.copy_node(source, size, datapath.NullWriter())
+        datapath.wait_dom0_detached(self.dst, self.w_ref)
         self.result.read_back += read
         set_key(self.dst, "VDI", self.w_ref, HOLDS, "unknown")
         return Held("unknown", None, digests)
@@ -306,16 +314,47 @@ class DiskMirror:
         self.result.changed = True
         return ref
 
-    def _node_done(self, disk, digests):
-        """W holds ``disk``'s content: snapshot it as the node's destination VDI."""
-        self.result.pairs[disk.uuid] = self._snapshot_working(self.w_ref, disk)
+    def _node_done(self, disk, digests, written):
+        """W holds ``disk``'s content: snapshot it as the node's destination VDI, read back
+        from the snapshot what was written (it is never written again: no read-only attach
+        stays in the way of W's next import), then mark it as the node."""
+        snap = self.dst.call("VDI.snapshot", self.w_ref, {})
+        try:
+            self._check_written(snap, disk, digests, written)
+        except Exception:
+            self.dst.call("VDI.destroy", snap)
+            raise
+        self.result.pairs[disk.uuid] = self._mark_node(snap, disk)
         self.result.nodes_done += 1
         self.result.changed = True
         set_key(self.dst, "VDI", self.w_ref, HOLDS, node_marker(disk))
         return Held(node_marker(disk), disk, digests)
 
+    def _check_written(self, vdi_ref, disk, digests, written):
+        """Every block written is read back from ``vdi_ref`` on the destination and compared
+        with the source's digests (the default verification relies on it)."""
+        if not written:
+            return
+        records = self.dst.call("VDI.get_nbd_info", vdi_ref)
+        with datapath.NbdSource(datapath.pick_nbd_record(records), tls=self.dst_tls) as source:
+            back, read = datapath.digests_of_blocks(source, disk.virtual_size, written)
+        if vdi_ref == self.w_ref:
+            datapath.wait_dom0_detached(self.dst, vdi_ref)
+        self.result.written_read_back += read
+        bad = datapath.differing_blocks(digests, back, written)
+        back.close()
+        if bad:
+            # what W holds is no longer known: the next run reads it back whole
+            set_key(self.dst, "VDI", self.w_ref, HOLDS, "unknown")
+            raise DataPathError(
+                "%d block(s) written for disk %s of %s read back different from the destination "
+                "(the first at offset %d): its SR did not keep what was written. The source is "
+                "untouched: run again to write them again, and check the destination SR if this "
+                "repeats" % (len(bad), self.userdevice, disk.name_label, bad[0] * datapath.BLOCK))
+
     def _write(self, disk, held, prev_digests):
-        """Bring W from ``held`` to ``disk``'s content; the marker says so first."""
+        """Bring W from ``held`` to ``disk``'s content; the marker says so first. Returns
+        (the digests of ``disk``, the BlockMap of the blocks written)."""
         set_key(self.dst, "VDI", self.w_ref, HOLDS, writing_marker(disk, held))
         self.result.changed = True
         return self._bring_working_to(self.w_rec, disk, held, prev_digests)
@@ -351,21 +390,24 @@ class DiskMirror:
         else:
             source = "content"     # W's content was read back: no source knows its history
         self.result.delta_sources[source] = self.result.delta_sources.get(source, 0) + 1
-        writer = datapath.BatchWriter(self.dst, w_rec["uuid"], self.frames)
+        writer = datapath.BatchWriter(self.dst, w_rec["uuid"], self.frames,
+                                      nblocks=(disk.virtual_size + datapath.BLOCK - 1) // datapath.BLOCK)
         with self._source(disk) as source:
             digests, read = datapath.copy_node(source, disk.virtual_size, writer, prev_digests,
                                                candidates, progress=self.progress.add,
                                                allocated_blocks=allocated)
         self.result.bytes_read += read
         self.result.bytes_written += writer.written
-        return digests
+        return digests, writer.written_blocks
 
     def _account(self, node, disk, prev_digests, digests, digests_by_node):
-        block = datapath.BLOCK
+        block, group = datapath.BLOCK, delta.PER_VHD_BLOCK
         if prev_digests is None:
             self.result.walk_minimum += digests.nonzero_blocks() * block
+            self.result.walk_minimum_2m += digests.nonzero_blocks(group) * block * group
         else:
             self.result.walk_minimum += prev_digests.differences(digests) * block
+            self.result.walk_minimum_2m += prev_digests.differences(digests, group) * block * group
         parent = self._disk_parent(node)
         if parent is None or parent.uuid not in digests_by_node:
             self.result.edge_minimum += digests.nonzero_blocks() * block
@@ -379,8 +421,7 @@ class DiskMirror:
             parent = parent.parent
         return parent
 
-    def _snapshot_working(self, w_ref, disk):
-        snap = self.dst.call("VDI.snapshot", w_ref, {})
+    def _mark_node(self, snap, disk):
         oc = self.dst.call("VDI.get_other_config", snap)
         oc.update({MARK_JOB: self.job, MARK_ROLE: "node", MARK_DEVICE: str(self.userdevice),
                    MARK_SOURCE: disk.uuid})

@@ -52,7 +52,7 @@ class Options:
     def __init__(self, vm, sr_map=None, default_sr=None, network_map=None, mode="auto",
                  source_disposition="keep", use_cbt=True, verify=True, bandwidth_limit=None,
                  progress_file=None, nbd_connections=datapath.NBD_CONNECTIONS, userdevices=None,
-                 unmovable_devices="refuse", use_vhd_maps=True):
+                 unmovable_devices="refuse", use_vhd_maps=True, verify_depth="sample"):
         if not vm:
             raise InputError("vm is empty: give the VM's uuid or its unique name")
         if mode not in MODES:
@@ -76,6 +76,9 @@ class Options:
         self.use_cbt = use_cbt
         self.use_vhd_maps = use_vhd_maps
         self.verify = verify
+        if verify_depth not in ("sample", "full"):
+            raise InputError("verify_depth %r: choose sample or full" % (verify_depth,))
+        self.verify_depth = verify_depth
         self.bandwidth_limit = bandwidth_limit or None
         self.progress_file = progress_file
         self.nbd_connections = nbd_connections

@@ -41,7 +41,7 @@ class Progress:
         self.stop = threading.Event()
         self.updater = None
         self.cancel = cancel      # checked as data moves: a cancelled job stops mid-node
-        # verification reads several disks from threads of their own
+        # the disks of a VM and verification's readers report from threads of their own
         self.counting = threading.Lock()
 
     def start(self):
@@ -75,12 +75,15 @@ class Progress:
                     pass
 
     def set_node(self, disk, index, count, name):
-        self.disk, self.node, self.phase = disk, (index, count, name), "mirror"
-        self.publish(force=True)
+        """The node disk ``disk`` is at (disks are mirrored side by side: the last one told)."""
+        with self.counting:
+            self.disk, self.node, self.phase = disk, (index, count, name), "mirror"
+            self.publish(force=True)
 
     def set_phase(self, phase):
-        self.phase = phase
-        self.publish(force=True)
+        with self.counting:
+            self.phase = phase
+            self.publish(force=True)
 
     def add(self, nbytes):
         with self.counting:

@@ -138,7 +138,7 @@ class SxmModule:
     def options(self):
         """The migration options this module was given, checked (plan.Options)."""
         names = ("vm", "sr_map", "default_sr", "network_map", "mode", "source_disposition", "use_cbt", "use_vhd_maps",
-                 "verify", "bandwidth_limit", "progress_file", "nbd_connections", "userdevices",
+                 "verify", "verify_depth", "bandwidth_limit", "progress_file", "nbd_connections", "userdevices",
                  "unmovable_devices")
         return Options(**dict((name, self.params[name]) for name in names if name in self.params))
 

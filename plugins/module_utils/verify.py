@@ -1,9 +1,18 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, xapi.sxm contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Verification (DESIGN.md step 7): both trees isomorphic and every disk's bytes equal, read
+"""Verification (DESIGN.md step 7): both trees isomorphic and the disks' bytes equal, read
 over NBD on both pools. What was verified is recorded on the destination VM as a fingerprint
 of the source state, so that the cut-over can refuse a source that changed since.
+
+Two depths. ``full`` reads every node of every disk whole on both pools. ``sample`` (the
+default) relies on the mirror having read back every block it wrote and compared it with the
+source's digests (mirror.DiskMirror._check_written), and compares a random sample of
+``SAMPLE_FRACTION`` of the blocks of every node (at least ``SAMPLE_MIN_BLOCKS``) on both pools:
+a block corrupted after it was written, or never written though it should have been, is
+found by ``full`` always and by ``sample`` with the probability of the sample. The leaves'
+content fingerprints then come from the working VDIs' markers, computed from the source's
+content as it was mirrored; the cut-over recomputes them from the source before it acts.
 
 The fingerprint has two parts: ``records`` (every node's uuid, name, description, time and
 parent, and per disk its VDI uuid and size: cheap to recompute) and ``content`` (a digest of
@@ -17,12 +26,18 @@ __metaclass__ = type
 
 import hashlib
 import json
+import random
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.xapi.sxm.plugins.module_utils import datapath, tree as treemod
+from ansible_collections.xapi.sxm.plugins.module_utils.blockmap import BlockMap
 from ansible_collections.xapi.sxm.plugins.module_utils.errors import VerificationError
+from ansible_collections.xapi.sxm.plugins.module_utils.markers import HOLDS
 
 VERIFY_READERS = 4
+DEPTHS = ("sample", "full")
+SAMPLE_FRACTION = 0.01
+SAMPLE_MIN_BLOCKS = 16
 
 
 def records_fingerprint(tree):
@@ -57,10 +72,11 @@ def leaf_fingerprints(src, tree, tls):
     return dict((disk.userdevice, datapath.content_fingerprint(digests[i])) for i, disk in enumerate(disks))
 
 
-def verify(src, dst, tree, dst_ref, pairs, tls, dst_tls, progress=None):
-    """Compare trees and every disk's content. Returns {destination_tree, verified_disks,
-    fingerprint}; raises VerificationError naming every difference. ``progress(nbytes)`` is
-    told of every read, on both pools."""
+def verify(src, dst, tree, dst_ref, pairs, tls, dst_tls, progress=None, depth="sample"):
+    """Compare trees and the disks' content (``depth``: see the module's docstring).
+    Returns {destination_tree, verified_disks, fingerprint, verify_bytes_read, verify_depth}; raises
+    VerificationError naming every difference. ``progress(nbytes)`` is told of every read,
+    on both pools."""
     dst_tree = treemod.discover(dst, dst_ref)
     problems = compare_trees(tree, dst_tree)
     to_read = []
@@ -70,34 +86,73 @@ def verify(src, dst, tree, dst_ref, pairs, tls, dst_tls, progress=None):
                 to_read.append((node, disk))
             else:
                 problems.append("disk %s of %s has no destination copy" % (disk.userdevice, node.name_label))
+    chooser = random.SystemRandom()
+    read = [0]
+
+    def count(nbytes):
+        read[0] += nbytes
+        if progress:
+            progress(nbytes)
 
     def both_digests(pair):
         disk = pair[1]
         dst_vdi = dst.call("VDI.get_by_uuid", pairs[disk.uuid])
-        return (digest_of(src, disk.vdi_ref, disk.virtual_size, tls, progress),
-                digest_of(dst, dst_vdi, disk.virtual_size, dst_tls, progress))
+        blocks = None if depth == "full" else sample_blocks(disk.virtual_size, chooser)
+        return (digest_of(src, disk.vdi_ref, disk.virtual_size, tls, count, blocks),
+                digest_of(dst, dst_vdi, disk.virtual_size, dst_tls, count, blocks), dst_vdi)
     # several disks at once: a tree of small disks is mostly connection set-up, and libnbd and
     # hashlib let threads overlap; at most VERIFY_READERS NBD connections on each pool
     with ThreadPoolExecutor(max_workers=VERIFY_READERS) as readers:
         digests = list(readers.map(both_digests, to_read))
     leaves = {}
     for index, (node, disk) in enumerate(to_read):
-        source, destination = digests[index]
+        source, destination, dst_vdi = digests[index]
         if source != destination:
             problems.append("disk %s of %s differs on the destination" % (disk.userdevice, node.name_label))
         if node.is_vm:
-            leaves[disk.userdevice] = datapath.content_fingerprint(source)
+            if depth == "full":
+                leaves[disk.userdevice] = datapath.content_fingerprint(source)
+            else:
+                leaves[disk.userdevice] = mirrored_leaf_fingerprint(dst, dst_vdi, disk)
+                if leaves[disk.userdevice] is None:
+                    problems.append("disk %s of the VM is not synced on the destination" % disk.userdevice)
+        source.close()
+        destination.close()
     if problems:
         raise VerificationError("verification failed (the source is untouched): " + "; ".join(problems),
                                 partial={"destination_tree": dst_tree.to_dict()})
     return {"destination_tree": dst_tree.to_dict(), "verified_disks": len(to_read),
-            "fingerprint": fingerprint(tree, leaves)}
+            "fingerprint": fingerprint(tree, leaves), "verify_bytes_read": read[0], "verify_depth": depth}
 
 
-def digest_of(conn, vdi_ref, size, tls, progress=None):
+def sample_blocks(size, chooser):
+    """A random BlockMap of SAMPLE_FRACTION of a disk's blocks (at least SAMPLE_MIN_BLOCKS)."""
+    nblocks = (size + datapath.BLOCK - 1) // datapath.BLOCK
+    wanted = min(nblocks, max(SAMPLE_MIN_BLOCKS, int(nblocks * SAMPLE_FRACTION)))
+    blocks = BlockMap(nblocks)
+    picked = 0
+    while picked < wanted:
+        block = chooser.randrange(nblocks)
+        if block not in blocks:
+            blocks.add_range(block, 1)
+            picked += 1
+    return blocks
+
+
+def mirrored_leaf_fingerprint(dst, dst_vdi, disk):
+    """The content fingerprint the mirror recorded when it synced this leaf, or None."""
+    holds = dst.call("VDI.get_other_config", dst_vdi).get(HOLDS, "")
+    prefix = "leaf:%s:" % disk.uuid
+    return holds[len(prefix):] if holds.startswith(prefix) else None
+
+
+def digest_of(conn, vdi_ref, size, tls, progress=None, blocks=None):
+    """The DigestStore of a VDI read over NBD: whole, or only ``blocks`` (a BlockMap)."""
     records = conn.call("VDI.get_nbd_info", vdi_ref)
     with datapath.NbdSource(datapath.pick_nbd_record(records), tls=tls) as source:
-        return datapath.copy_node(source, size, datapath.NullWriter(), progress=progress)[0]
+        if blocks is None:
+            return datapath.copy_node(source, size, datapath.NullWriter(), progress=progress)[0]
+        return datapath.digests_of_blocks(source, size, blocks, progress=progress)[0]
 
 
 def compare_trees(a, b):

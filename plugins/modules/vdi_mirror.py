@@ -77,7 +77,8 @@ vm_uuid:
 disks:
   description:
     - Per disk the source to destination VDI pairs, bytes read and written, nodes mirrored and
-      already done, stale node disks removed, bytes of the working disk read back.
+      already done, stale node disks removed, bytes of the working disk read back, and
+      C(delta_sources): per source (C(cbt), C(vhd), C(content)) the nodes whose reads it chose.
   returned: always
   type: list
   elements: dict
@@ -91,6 +92,15 @@ bytes_read:
   type: int
 walk_minimum_bytes:
   description: The least data the tree walk must write (blocks where consecutive nodes differ).
+  returned: when data moved
+  type: int
+walk_minimum_2m_bytes:
+  description:
+    - The same minimum counted in 2 MiB blocks, the finest a VHD allocation map can name.
+  returned: when data moved
+  type: int
+written_read_back_bytes:
+  description: Bytes written and then read back from the destination to check them.
   returned: when data moved
   type: int
 edge_minimum_bytes:

@@ -44,9 +44,15 @@ options:
     choices: [keep, block, destroy]
     default: keep
   verify:
-    description: Compare both trees and every disk's content after the copy.
+    description: Compare both trees and the disks' content after the copy.
     type: bool
     default: true
+  verify_depth:
+    description:
+      - How much of the disks' content O(verify) reads; see M(xapi.sxm.migration_verify).
+    type: str
+    choices: [sample, full]
+    default: sample
   report_dir:
     description: If set, a JSON and a Markdown report are written there.
     type: path
@@ -118,6 +124,15 @@ walk_minimum_bytes:
   description: The least data the tree walk must write (blocks where consecutive nodes differ).
   returned: when data moved
   type: int
+walk_minimum_2m_bytes:
+  description:
+    - The same minimum counted in 2 MiB blocks, the finest a VHD allocation map can name.
+  returned: when data moved
+  type: int
+written_read_back_bytes:
+  description: Bytes written and then read back from the destination to check them.
+  returned: when data moved
+  type: int
 edge_minimum_bytes:
   description: The sum of the per-edge differences of the tree, for comparison.
   returned: when data moved
@@ -164,7 +179,8 @@ def main():
     spec = vm_spec()
     spec.update(data_path_spec(), source_disposition=dict(type="str", choices=["keep", "block", "destroy"],
                                                           default="keep"),
-                verify=dict(type="bool", default=True), report_dir=dict(type="path"))
+                verify=dict(type="bool", default=True), report_dir=dict(type="path"),
+                verify_depth=dict(type="str", choices=["sample", "full"], default="sample"))
     SxmModule(spec, pools=2, job=True).run(work)
 
 

@@ -1,11 +1,13 @@
-"""Verification reads every disk of the tree back on both pools (several at once) and names
-the disk whose destination bytes differ; a faithful copy passes."""
+"""Verification: the mirror reads back every block it wrote (a block the destination did not
+keep is found before anything goes on, and a re-run writes it again); the default depth
+compares a sample of every node on both pools, ``full`` reads every disk of the tree on both
+pools (several at once) and names the disk whose destination bytes differ."""
 
 import os
 import sys
 
 import pytest
-from xapisim import scenario
+from xapisim import client, scenario
 
 from harness import REPO
 
@@ -14,7 +16,7 @@ sys.path.insert(0, os.path.join(REPO, "build", "collections"))
 from ansible_collections.xapi.sxm.plugins.module_utils import migrate as migration  # noqa: E402
 from ansible_collections.xapi.sxm.plugins.module_utils import tree as treemod  # noqa: E402
 from ansible_collections.xapi.sxm.plugins.module_utils import verify as verification  # noqa: E402
-from ansible_collections.xapi.sxm.plugins.module_utils.errors import VerificationError  # noqa: E402
+from ansible_collections.xapi.sxm.plugins.module_utils.errors import DataPathError, VerificationError  # noqa: E402
 from ansible_collections.xapi.sxm.plugins.module_utils.plan import nbd_uses_tls  # noqa: E402
 from ansible_collections.xapi.sxm.plugins.module_utils.xapi import Connection  # noqa: E402
 
@@ -44,10 +46,46 @@ def test_verification_names_the_disk_that_differs(pools, connect):
             pairs.update(disk["pairs"])
         with pytest.raises(VerificationError) as failure:
             verification.verify(src, dst, treemod.discover(src, vm), dst_vm, pairs,
-                                nbd_uses_tls(src), nbd_uses_tls(dst))
+                                nbd_uses_tls(src), nbd_uses_tls(dst), depth="full")
         message = str(failure.value)
         assert "disk 1 of verified differs on the destination" in message
         assert message.count("differs") == 1
+    finally:
+        src.logout()
+        dst.logout()
+
+
+def test_a_written_block_the_destination_did_not_keep_is_found_and_rewritten(pools, connect):
+    x, y = connect(0), connect(1)
+    steps = [("write", "a"), ("snap", "s1"), ("write", "b"), ("snap", "s2"), ("write", "c")]
+    vm, dummy = scenario.build_tree(pools[0], x, "corrupted", [4 * MiB], steps)
+    vm_uuid = x.xenapi.VM.get_uuid(vm)
+    src, dst = connection(pools[0]), connection(pools[1])
+    try:
+        client.post_fault(pools[1], y, {"kind": "corrupt_write", "count": 1})
+        with pytest.raises(DataPathError) as failure:
+            migration.migrate(src, dst, migration.Options(vm_uuid, verify=True))
+        assert "read back different from the destination" in str(failure.value)
+        assert "run again" in str(failure.value)
+        result = migration.migrate(src, dst, migration.Options(vm_uuid, verify=True))
+        written = sum(d["bytes_written"] for d in result["disks"])
+        assert sum(d["written_read_back_bytes"] for d in result["disks"]) >= written > 0
+        # the default depth reads a sample: at most what was written plus 2 x 1 % of the nodes
+        nodes = [n for n in treemod.discover(src, vm).carried_snapshots()] + [treemod.discover(src, vm).vm]
+        sizes = sum(d.virtual_size for n in nodes for d in n.disks.values())
+        assert result["verified_disks"] == 3
+        dst_vm = y.xenapi.VM.get_by_uuid(vm_uuid)
+        pairs = {}
+        for disk in result["disks"]:
+            pairs.update(disk["pairs"])
+        full = verification.verify(src, dst, treemod.discover(src, vm), dst_vm, pairs,
+                                   nbd_uses_tls(src), nbd_uses_tls(dst), depth="full")
+        assert full["verify_bytes_read"] == 2 * sizes
+        sample = verification.verify(src, dst, treemod.discover(src, vm), dst_vm, pairs,
+                                     nbd_uses_tls(src), nbd_uses_tls(dst))
+        assert sample["verify_bytes_read"] <= 2 * max(verification.SAMPLE_FRACTION * sizes,
+                                               verification.SAMPLE_MIN_BLOCKS * 64 * 1024 * len(pairs))
+        assert sample["fingerprint"] == full["fingerprint"]
     finally:
         src.logout()
         dst.logout()

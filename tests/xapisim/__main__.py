@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.request
 
-from . import simctl
+from . import host_profile, simctl
 
 
 def pid_alive(pid):
@@ -74,6 +74,7 @@ def up(args):
            "--pools", str(args.pools)]
     if args.block_status:
         cmd.append("--block-status")
+    cmd += ["--host-profile", args.host_profile] + ["--host-cost=%s" % c for c in args.host_cost]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True, close_fds=True)
     deadline = time.monotonic() + args.timeout
@@ -119,6 +120,11 @@ def main(argv=None):
         p.add_argument("--pools", type=int, default=1)
         p.add_argument("--block-status", action="store_true",
                        help="NBD servers offer block status and multi-conn (XAPI's do not)")
+        p.add_argument("--host-profile", default="instant", choices=sorted(host_profile.PROFILES),
+                       help="charge a real host's fixed costs (docs/xapisim.md): attaches, snapshots, "
+                            "API latency, per-connection data rates")
+        p.add_argument("--host-cost", action="append", default=[], metavar="NAME=VALUE",
+                       help="override one cost of the profile")
         p.add_argument("--timeout", type=float, default=60)
     p = sub.add_parser("down")
     p.add_argument("--state-dir", required=True)
@@ -132,7 +138,8 @@ def main(argv=None):
     if args.command == "down":
         return down(args)
     if args.command == "serve":
-        return simctl.serve(os.path.abspath(args.state_dir), args.pools, args.block_status)
+        return simctl.serve(os.path.abspath(args.state_dir), args.pools, args.block_status,
+                            host_profile.parse(args.host_profile, args.host_cost))
     if args.command == "fault":
         return simctl.inject_fault_cli(os.path.abspath(args.state_dir), args.pool, json.loads(args.spec))
     return 2

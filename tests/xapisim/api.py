@@ -75,6 +75,8 @@ class Dispatcher:
             raise XapiError("MESSAGE_METHOD_UNKNOWN", method)
         if is_async and not message.is_async:
             raise XapiError("Fault", "No async mode for this operation (rpc: %s)" % method)
+        # a real host's latency and the call's own work, outside the lock: calls run side by side
+        self.pool.host.call(name)
         params = list(params)
         call_params = message.call_params
         received = len(params) - (1 if message.takes_session else 0)

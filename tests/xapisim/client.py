@@ -42,6 +42,15 @@ def http_request(pool, method, path, query=None, session=None, body=None, header
     return resp.status, dict(resp.getheaders()), data
 
 
+def post_fault(pool, x, spec):
+    """Set a simulator fault (docs/xapisim.md) with local-root session ``x``; returns the state."""
+    import json
+    status, dummy, body = http_request(pool, "POST", "/xapisim/faults", session=x, body=json.dumps(spec).encode())
+    if status != 200:
+        raise RuntimeError("POST /xapisim/faults answered %s: %r" % (status, body[:200]))
+    return json.loads(body)
+
+
 def nbd_chunks(x, vdi, chunk=4 << 20):
     """Yield a VDI's whole content in pieces, read over NBD from VDI.get_nbd_info with TLS
     pinned to the returned certificate (plaintext only when no network has the purpose nbd)."""

@@ -10,6 +10,8 @@ Faults are set through ``POST /xapisim/faults`` (JSON) with a local-root session
 * ``import_fail``: the next ``/import_raw_vdi`` fails after ``after_bytes`` bytes of body
   were written, with ``error`` (default ``VDI_IO_ERROR``); ``cut: true`` drops the connection
   instead of answering.
+* ``corrupt_write``: the next ``/import_raw_vdi`` (``count`` of them) succeeds but stores the
+  first byte of its data inverted: a storage that did not keep what was written.
 * ``latency``: every API call and NBD reply waits ``seconds`` more.
 * ``bandwidth``: NBD and HTTP data are capped at ``bytes_per_second``.
 * ``session_timeout``: sessions unused for ``seconds`` expire (XAPI: 24 h), to test renewal.
@@ -31,6 +33,7 @@ class Faults:
         self.calls = {}          # method -> list of [countdown, remaining, error]
         self.nbd_drops = []      # list of [after_bytes, remaining]
         self.import_fails = []   # list of dicts
+        self.corrupt_writes = 0  # imports left that store a wrong byte
         self.latency = 0.0
         self.bandwidth = 0       # bytes per second, 0 = unlimited
         # XAPI's inactive_session_timeout (xapi_globs.ml): a session unused this long is gone
@@ -49,6 +52,8 @@ class Faults:
                 self.import_fails.append({"after_bytes": int(spec.get("after_bytes", 0)),
                                           "error": list(spec.get("error") or ["VDI_IO_ERROR", "Device I/O errors"]),
                                           "cut": bool(spec.get("cut", False))})
+            elif kind == "corrupt_write":
+                self.corrupt_writes += int(spec.get("count", 1))
             elif kind == "latency":
                 self.latency = float(spec["seconds"])
             elif kind == "bandwidth":
@@ -63,7 +68,7 @@ class Faults:
     def state(self):
         with self.lock:
             return {"calls": self.calls, "nbd_drops": self.nbd_drops,
-                    "import_fails": self.import_fails, "latency": self.latency,
+                    "import_fails": self.import_fails, "corrupt_writes": self.corrupt_writes, "latency": self.latency,
                     "bandwidth": self.bandwidth, "session_timeout": self.session_timeout,
                     "sessions_expired": self.sessions_expired}
 
@@ -96,6 +101,13 @@ class Faults:
     def take_import_fail(self):
         with self.lock:
             return self.import_fails.pop(0) if self.import_fails else None
+
+    def take_corrupt_write(self):
+        with self.lock:
+            if self.corrupt_writes <= 0:
+                return False
+            self.corrupt_writes -= 1
+            return True
 
 
 class Throttle:

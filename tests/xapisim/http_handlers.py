@@ -217,6 +217,8 @@ class DiskWriter:
         # what the file can hold at most by now: measured only when it may pass the limit
         self.allocation_bound = self.allocation_limit - space
         self.fault = pool.faults.take_import_fail()
+        self.corrupt = pool.faults.take_corrupt_write()
+        self.cap = pool.host.https_cap()          # one connection's rate through stunnel
         self.throttle = throttle_of(pool)
         self.written = 0
 
@@ -233,6 +235,10 @@ class DiskWriter:
         if not data:
             return
         self.throttle.consume(len(data))
+        self.cap.consume(len(data))
+        if self.corrupt:
+            data = bytes([data[0] ^ 0xFF]) + bytes(data[1:])
+            self.corrupt = False
         self.file.seek(offset)
         self.file.write(data)
         self.pool.storage.mark_changed(self.uuid, offset, len(data))
@@ -381,6 +387,7 @@ def run_import(pool, req, task, vdi, fmt, known, refusal):
             return task.fail(XapiError("VDI_IN_USE", vdi))
         vdi_uuid, size = rec["uuid"], rec["virtual_size"]
         space = ops_vdi.physical_free(Context(pool, None), rec["SR"])
+    pool.host.attach()                  # the dom0 VBD.plug read-write
     writer = DiskWriter(pool, vdi_uuid, size, space)
     try:
         if chunked:
@@ -441,6 +448,7 @@ def run_export(pool, req, task, vdi):
         ("content-disposition", 'attachment; filename="%s.%s"' % (vdi_uuid, fmt))])
     pool.faults.delay()
     try:
+        pool.host.attach(2 if req.param("base") is not None else 1)   # dom0 attaches, read-only
         base = None
         if req.param("base") is not None:
             base = vdi_of_req(db, req, "base")
@@ -495,10 +503,11 @@ def vhd_pieces(pool, vdi_uuid, size, base, vhd_sr):
 
 
 def send_pieces(pool, req, task, size, pieces):
-    throttle = throttle_of(pool)
+    throttle, cap = throttle_of(pool), pool.host.https_cap()
     sent = 0
     for data in pieces:
         throttle.consume(len(data))
+        cap.consume(len(data))
         req.wfile.write(data)
         sent += len(data)
         task.progress(min(sent / size, 1.0) if size else 1.0)

@@ -171,16 +171,17 @@ class NbdServer:
         if mode is None or len(self.children) >= CONNECTION_LIMIT:
             conn.close()
             return
-        faults = self.pool.faults
+        faults, host = self.pool.faults, self.pool.host
         drop_after = faults.take_nbd_drop()
-        if drop_after is None and not faults.latency and not faults.bandwidth:
+        if drop_after is None and not faults.latency and not faults.bandwidth and not host.shapes_nbd:
             self._spawn(conn, mode)
             conn.close()
             return
         server_end, relay_end = socket.socketpair()
         self._spawn(server_end, mode)
         server_end.close()
-        Relay(conn, relay_end, faults, self.throttle, drop_after).start()
+        Relay(conn, relay_end, faults, self.throttle, drop_after,
+              attach_s=host.costs["attach_s"], cap=host.nbd_cap()).start()
 
     def _spawn(self, sock, mode):
         pidfile = os.path.join(self.pool.dir, "nbdkit-%d.pid" % next(self.serial))
@@ -233,11 +234,13 @@ class Relay:
     """Carries one NBD connection between the client and its nbdkit while faults are set:
     ``nbd_drop`` cuts it after N bytes sent to the client (handshake and TLS records
     included), ``latency`` delays each batch of requests, ``bandwidth`` caps the bytes sent
-    (a token bucket shared by the pool's NBD connections)."""
+    (a token bucket shared by the pool's NBD connections); a host profile's dom0 attach
+    delays the connection's first byte and its per-connection rate caps each one."""
 
-    def __init__(self, client, server, faults, throttle, drop_after):
+    def __init__(self, client, server, faults, throttle, drop_after, attach_s=0.0, cap=None):
         self.client, self.server = client, server
         self.faults, self.throttle = faults, throttle
+        self.attach_s, self.cap = attach_s, cap
         self.left = drop_after
         self.cut_done = threading.Event()
 
@@ -259,6 +262,8 @@ class Relay:
 
     def _replies(self):
         buf = bytearray(RELAY_CHUNK)
+        if self.attach_s:
+            time.sleep(self.attach_s)     # xapi-nbd's VBD.create + VBD.plug in dom0
         try:
             while True:
                 n = self.server.recv_into(buf)
@@ -268,6 +273,8 @@ class Relay:
                     self.client.sendall(memoryview(buf)[:self.left])
                     break
                 self.throttle.consume(n)
+                if self.cap is not None:
+                    self.cap.consume(n)
                 self.client.sendall(memoryview(buf)[:n])
                 if self.left is not None:
                     self.left -= n

@@ -10,6 +10,7 @@ from . import inventory
 from .db import Database
 from .errors import XapiError
 from .faults import Faults
+from .host_profile import HostProfile
 from .model import NULL_REF, datamodel, now_text
 
 GiB = 1 << 30
@@ -51,6 +52,7 @@ class Pool:
         self.cert_file, self.key_file = make_host_certificate(self.pki_dir, "xapisim-%s" % self.name)
         self.db = Database(os.path.join(self.dir, "db.json"))
         self.faults = Faults()
+        self.host = HostProfile()          # a real host's fixed costs, when asked for
         self.call_log = collections.deque(maxlen=CALL_LOG_LIMIT)
         self.url = None
         self.nbd = None

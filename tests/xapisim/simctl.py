@@ -15,13 +15,14 @@ from . import ops_vm  # noqa: F401
 from . import ops_devices  # noqa: F401
 from . import ops_vm_settings  # noqa: F401
 from . import http_handlers  # noqa: F401
+from .host_profile import HostProfile
 from .nbd import NbdServer
 from .pool import Pool
 from .server import PoolServer, route
 from .storage import Storage
 
 
-def serve(state_dir, count, block_status=False):
+def serve(state_dir, count, block_status=False, host_costs=None):
     os.makedirs(state_dir, exist_ok=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
@@ -31,6 +32,7 @@ def serve(state_dir, count, block_status=False):
         for i in range(count):
             pool = Pool(i, state_dir)
             pool.storage = Storage(pool)
+            pool.host = HostProfile(host_costs)
             # a restarted pool keeps its ports (a host keeps 443 and 10809): clients reconnect
             server = PoolServer(pool, port=pool.config.get("https_port", 0))
             pool.url = "https://127.0.0.1:%d/" % server.port
