@@ -124,5 +124,4 @@ class BlockMap:
 
     def __iter__(self):
         for first, count in self.runs():
-            for block in range(first, first + count):
-                yield block
+            yield from range(first, first + count)

@@ -87,6 +87,9 @@ def vhd_allocation(conn, vdi_ref, base_ref, nblocks):
                 raise NoAllocationMap("HTTP %s" % response.status)
             return parse_vhd_table(lambda n: read_exactly(response, n), nblocks)
         finally:
+            # both: the response's file keeps the socket open after the connection's close,
+            # and XAPI then writes on until its buffers fill, its task pending
+            response.close()
             response.connection.close()
     finally:
         deadline = time.monotonic() + EXPORT_END_TIMEOUT
@@ -105,10 +108,6 @@ class DeltaFinder:
         self.userdevice = userdevice
         self.use_cbt = use_cbt
         self.use_vhd = use_vhd
-        self.used = {}               # source name -> nodes it answered for
-
-    def _count(self, name):
-        self.used[name] = self.used.get(name, 0) + 1
 
     def between(self, held, disk):
         """(BlockMap of blocks that may differ between ``held`` and ``disk``, or None for
@@ -117,9 +116,7 @@ class DeltaFinder:
         for name, ask in (("cbt", self._cbt), ("vhd", self._vhd)):
             blocks = ask(held, disk, nblocks)
             if blocks is not None:
-                self._count(name)
                 return blocks, name
-        self._count("content")
         return None, "content"
 
     def allocated(self, disk):
@@ -128,9 +125,7 @@ class DeltaFinder:
         nblocks = (disk.virtual_size + BLOCK - 1) // BLOCK
         blocks = self._vhd(None, disk, nblocks)
         if blocks is not None:
-            self._count("vhd")
             return blocks, "vhd"
-        self._count("content")
         return None, "content"
 
     def _vhd(self, held, disk, nblocks):
@@ -138,9 +133,7 @@ class DeltaFinder:
             return None
         try:
             return vhd_allocation(self.conn, disk.vdi_ref, held.vdi_ref if held else None, nblocks)
-        except NoAllocationMap:
-            return None
-        except Exception:  # noqa: BLE001 - a map is an optimisation; content comparison is exact
+        except Exception:  # noqa: BLE001 - a map is an optimisation (NoAllocationMap included)
             return None
 
     def _cbt(self, held, disk, nblocks):

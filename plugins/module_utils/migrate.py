@@ -74,6 +74,7 @@ def mirror_step(src, dst, the_plan, options, check_mode=False, cancel=None, on_d
     try:
         if not nbd_checked:
             planning.check_nbd(src, the_plan)
+
         def mirror_disk(disk):
             return mirror.DiskMirror(src, dst, the_plan["tree"], disk["userdevice"], disk["destination_sr_ref"],
                                      the_plan["job"], tls=the_plan["tls"], use_cbt=options.use_cbt,

@@ -384,12 +384,12 @@ class DiskMirror:
             w_rec["virtual_size"] = str(disk.virtual_size)
         candidates = allocated = None
         if prev_digests is None:
-            allocated, source = self.deltas.allocated(disk)
+            allocated, chosen_by = self.deltas.allocated(disk)
         elif held.disk is not None:
-            candidates, source = self.deltas.between(held.disk, disk)
+            candidates, chosen_by = self.deltas.between(held.disk, disk)
         else:
-            source = "content"     # W's content was read back: no source knows its history
-        self.result.delta_sources[source] = self.result.delta_sources.get(source, 0) + 1
+            chosen_by = "content"     # W's content was read back: no source knows its history
+        self.result.delta_sources[chosen_by] = self.result.delta_sources.get(chosen_by, 0) + 1
         writer = datapath.BatchWriter(self.dst, w_rec["uuid"], self.frames,
                                       nblocks=(disk.virtual_size + datapath.BLOCK - 1) // datapath.BLOCK)
         with self._source(disk) as source:

@@ -77,8 +77,9 @@ vm_uuid:
 disks:
   description:
     - Per disk the source to destination VDI pairs, bytes read and written, nodes mirrored and
-      already done, stale node disks removed, bytes of the working disk read back, and
-      C(delta_sources): per source (C(cbt), C(vhd), C(content)) the nodes whose reads it chose.
+      already done, stale node disks removed, bytes of the working disk read back.
+    - "C(delta_sources) per disk: for each source (C(cbt), C(vhd), C(content)) the number of nodes
+      whose reads it chose."
   returned: always
   type: list
   elements: dict

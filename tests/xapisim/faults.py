@@ -22,6 +22,7 @@ import threading
 import time
 
 from .errors import XapiError
+from .host_profile import Cap
 
 
 SESSION_TIMEOUT = 86400.0
@@ -110,22 +111,13 @@ class Faults:
             return True
 
 
-class Throttle:
-    """A token bucket shared by the streams of one pool, for the ``bandwidth`` fault."""
+class Throttle(Cap):
+    """A token bucket shared by the streams of one pool, for the ``bandwidth`` fault (its
+    rate is read at each use: the fault may be set or cleared while streams run)."""
 
     def __init__(self, faults):
+        super(Throttle, self).__init__(0)
         self.faults = faults
-        self.lock = threading.Lock()
-        self.next_free = time.monotonic()
 
-    def consume(self, nbytes):
-        rate = self.faults.bandwidth
-        if not rate:
-            return
-        with self.lock:
-            now = time.monotonic()
-            start = max(now, self.next_free)
-            self.next_free = start + nbytes / rate
-            wait = self.next_free - now
-        if wait > 0:
-            time.sleep(wait)
+    def current_rate(self):
+        return self.faults.bandwidth

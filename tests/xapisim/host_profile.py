@@ -76,13 +76,17 @@ class Cap:
         self.lock = threading.Lock()
         self.next_free = time.monotonic()
 
+    def current_rate(self):
+        return self.rate
+
     def consume(self, nbytes):
-        if not self.rate:
+        rate = self.current_rate()
+        if not rate:
             return
         with self.lock:
             now = time.monotonic()
             start = max(now, self.next_free)
-            self.next_free = start + nbytes / self.rate
+            self.next_free = start + nbytes / rate
             wait = self.next_free - now
         if wait > 0:
             time.sleep(wait)

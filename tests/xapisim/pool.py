@@ -3,6 +3,7 @@
 import collections
 import json
 import os
+import secrets
 import subprocess
 import time
 
@@ -64,11 +65,15 @@ class Pool:
         if os.path.exists(self.config_path):
             with open(self.config_path) as f:
                 return json.load(f)
+        # passwords of their own per state dir: a secret scan of one run never mistakes another
+        # run's pools (same names, same ports reused) for a leak
+        def password(name):
+            return "xapisim-%s-%d-%s" % (name, self.index, secrets.token_hex(6))
         config = {
             "users": {
-                "root": {"password": "xapisim-root-%d" % self.index, "role": None},
-                "pool-admin": {"password": "xapisim-admin-%d" % self.index, "role": "pool-admin"},
-                "vm-admin": {"password": "xapisim-vm-admin-%d" % self.index, "role": "vm-admin"},
+                "root": {"password": password("root"), "role": None},
+                "pool-admin": {"password": password("admin"), "role": "pool-admin"},
+                "vm-admin": {"password": password("vm-admin"), "role": "vm-admin"},
             },
             "sr_size": 64 * GiB,
         }
