@@ -235,6 +235,8 @@ def snapshot_trees(pools, size=2 * GiB, fraction=0.05):
 def verify_figures(r, steps, size):
     """What the default verification read on the CBT tree, against bytes written + 2 x s x the
     sum of node sizes (s = the sample fraction)."""
+    sys.path.insert(0, os.path.join(h.REPO, "tests", "unit"))
+    import conftest  # noqa: F401  (puts build/collections on sys.path, as bench/mover.py does)
     from ansible_collections.xapi.sxm.plugins.module_utils import verify as verification
     nodes = 1 + sum(1 for kind, dummy in steps if kind == "snap")
     bound = r["bytes_written"] + 2 * verification.SAMPLE_FRACTION * nodes * size
