@@ -170,20 +170,40 @@ def job_finished(data):
     return "started" not in data or bool(data.get("finished"))
 
 
-def job_died(job_path, progress_path, progress):
-    """Whether the job's own process is gone: the progress file names its pid, and was
-    written by this job (not older than the job file async_wrapper wrote when it started).
-    async_wrapper records a result when the module dies alone; when the whole job was killed
-    (an operator, the OOM killer, a reboot) nothing would ever say so."""
+def job_died(job_path, progress_path, progress, jid):
+    """Whether the job's own process is gone. async_wrapper records a result when the module
+    dies alone; when the whole job was killed (an operator, the OOM killer, a reboot) nothing
+    would ever say so. The progress file names the module's pid once this job wrote it (it is
+    not older than the job file async_wrapper wrote when it started); before that — a job
+    killed in its first seconds — async_wrapper's own process, whose command line names the
+    job, tells."""
     pid = (progress or {}).get("pid")
-    if not isinstance(pid, int) or pid <= 0:
-        return False
     try:
-        if os.path.getmtime(progress_path) < os.path.getmtime(job_path):
-            return False
+        own = isinstance(pid, int) and pid > 0 and os.path.getmtime(progress_path) >= os.path.getmtime(job_path)
     except OSError:
-        return False
-    return not process_alive(pid)
+        own = False
+    if own:
+        return not process_alive(pid)
+    return not wrapper_alive(jid)
+
+
+def wrapper_alive(jid):
+    """Whether an async_wrapper of job ``jid`` still runs (its first argument is the jid
+    before the dot). Without /proc nothing can be told: it is taken as alive."""
+    if not os.path.isdir("/proc"):
+        return True
+    token = jid.split(".")[0].encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if token in args and any(a.endswith(b"async_wrapper.py") for a in args) and process_alive(int(entry)):
+            return True
+    return False
 
 
 def process_alive(pid):
@@ -215,9 +235,10 @@ def result_after_exit(job_path, grace=RESULT_GRACE_S):
 
 
 def died(pid):
+    who = "the job's process (pid %d)" % pid if isinstance(pid, int) else "the job"
     return {"failed": True, "error_code": "SXM_JOB_DIED",
-            "msg": "the job's process (pid %d) is gone without leaving a result: it was killed. What to do: "
-                   "run again to continue: completed steps are kept and skipped" % pid,
+            "msg": "%s is gone without leaving a result: it was killed. What to do: "
+                   "run again to continue: completed steps are kept and skipped" % who,
             "advice": "run again to continue: completed steps are kept and skipped"}
 
 
@@ -284,10 +305,10 @@ def main():
         module.fail_json(msg="could not find job %s: no file %s" % (params["jid"], job_path),
                          results_file=job_path)
     progress = read_progress(params["progress_file"])
-    if not job_finished(data) and job_died(job_path, params["progress_file"], progress):
+    if not job_finished(data) and job_died(job_path, params["progress_file"], progress, params["jid"]):
         data = result_after_exit(job_path)
         if not job_finished(data):
-            data = died(progress["pid"])
+            data = died((progress or {}).get("pid"))
     if job_finished(data):
         # nothing may stay behind in the async directory, and the job no longer needs keeping alive
         remove(job_path)

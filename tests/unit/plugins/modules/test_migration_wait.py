@@ -2,6 +2,10 @@
 async folder go with the job's own; running jobs and other VMs' results stay."""
 
 import json
+import os
+import subprocess
+import sys
+import time
 
 from ansible_collections.xapi.sxm.plugins.modules import migration_wait
 
@@ -39,3 +43,22 @@ def test_the_first_poll_may_come_before_the_job_made_the_keepalive_folder(tmp_pa
     path = tmp_path / "reports" / "sxm-keepalive-vm-1"
     migration_wait.touch(str(path))
     assert path.exists()
+
+
+def test_a_job_killed_before_its_first_progress_is_found_dead_by_its_wrapper(tmp_path):
+    """The progress file is an earlier step's (older than the job file): the job's
+    async_wrapper, found by the jid on its command line, says whether the job lives."""
+    progress = tmp_path / "progress.json"
+    progress.write_text(json.dumps({"pid": os.getpid()}))
+    time.sleep(0.05)
+    job = tmp_path / "j424242.999"
+    job.write_text(json.dumps({"started": True, "finished": False}))
+    wrapper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+                                "/tmp/x/async_wrapper.py", "j424242", "60"])
+    try:
+        assert not migration_wait.job_died(str(job), str(progress), json.loads(progress.read_text()), "j424242.999")
+    finally:
+        wrapper.kill()
+        wrapper.wait()
+    assert migration_wait.job_died(str(job), str(progress), json.loads(progress.read_text()), "j424242.999")
+    assert migration_wait.died(None)["error_code"] == "SXM_JOB_DIED"
