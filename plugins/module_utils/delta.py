@@ -108,6 +108,7 @@ class DeltaFinder:
         self.userdevice = userdevice
         self.use_cbt = use_cbt
         self.use_vhd = use_vhd
+        self.base_refused = False     # the SR cannot diff (not VHD): asking again costs an attach
 
     def between(self, held, disk):
         """(BlockMap of blocks that may differ between ``held`` and ``disk``, or None for
@@ -129,11 +130,14 @@ class DeltaFinder:
         return None, "content"
 
     def _vhd(self, held, disk, nblocks):
-        if not self.use_vhd:
+        if not self.use_vhd or (held is not None and self.base_refused):
             return None
         try:
             return vhd_allocation(self.conn, disk.vdi_ref, held.vdi_ref if held else None, nblocks)
-        except Exception:  # noqa: BLE001 - a map is an optimisation (NoAllocationMap included)
+        except NoAllocationMap:
+            self.base_refused = self.base_refused or held is not None
+            return None
+        except Exception:  # noqa: BLE001 - a map is an optimisation; content comparison is exact
             return None
 
     def _cbt(self, held, disk, nblocks):
