@@ -50,11 +50,15 @@ def test_a_job_killed_before_its_first_progress_is_found_dead_by_its_wrapper(tmp
     async_wrapper, found by the jid on its command line, says whether the job lives."""
     progress = tmp_path / "progress.json"
     progress.write_text(json.dumps({"pid": os.getpid()}))
-    time.sleep(0.05)
     job = tmp_path / "j424242.999"
     job.write_text(json.dumps({"started": True, "finished": False}))
+    os.utime(progress, (time.time() - 60, time.time() - 60))     # an earlier step's
     wrapper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
                                 "/tmp/x/async_wrapper.py", "j424242", "60"])
+    deadline = time.monotonic() + 10
+    # until the child has exec'd, its command line is still pytest's
+    while b"j424242" not in open("/proc/%d/cmdline" % wrapper.pid, "rb").read() and time.monotonic() < deadline:
+        time.sleep(0.02)
     try:
         assert not migration_wait.job_died(str(job), str(progress), json.loads(progress.read_text()), "j424242.999")
     finally:
