@@ -55,3 +55,22 @@ def test_calls_snapshots_imports_and_nbd_connections_cost_what_the_profile_says(
     assert elapsed(lambda: scenario.write_disk(pool, x, vdi, [(0, b"r" * (4 * MiB))])) >= 0.4 + 0.5
     # one NBD connection reading 8 MiB: an attach, then 1 s of data
     assert elapsed(lambda: b"".join(client.nbd_chunks(x, vdi))) >= 0.4 + 1.0
+
+
+def test_what_the_host_charged_is_counted_per_kind(real_pool):
+    """GET /xapisim/host-costs counts what the benchmarks' model multiplies by the profile."""
+    pool, x = real_pool
+    vm = scenario.create_vm(x, "counted", [4 * MiB])
+    vdi = scenario.disks(x, vm)["0"]
+    before = client.host_costs(pool, x)
+    assert before["costs"]["attach_s"] == 0.4
+    x.xenapi.VDI.snapshot(vdi, {})
+    scenario.write_disk(pool, x, vdi, [(0, b"c" * MiB)])
+    b"".join(client.nbd_chunks(x, vdi))
+    after = client.host_costs(pool, x)["charged"]
+
+    def grew(kind):
+        return after.get(kind, 0) - before["charged"].get(kind, 0)
+    assert grew("VDI.snapshot") == 1
+    assert grew("attach_import") == 1 and grew("attach_nbd") == 1 and grew("attach_export") == 0
+    assert grew("calls") >= 3          # the snapshot, and the look-ups of the write and the read

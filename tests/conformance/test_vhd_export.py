@@ -5,6 +5,7 @@ its blocks those of the VDI's VHD chain (relative to a base: the symmetric diffe
 
 import http.client
 import json
+import socket
 import struct
 import subprocess
 import time
@@ -134,6 +135,32 @@ def test_a_reader_that_drops_the_stream_after_the_table_fails_the_task(pools, xa
         time.sleep(0.05)
     assert xapi.xenapi.task.get_error_info(task) == ["VDI_IO_ERROR", "Device I/O errors"]
     xapi.xenapi.task.destroy(task)
+
+
+def test_a_client_gone_before_the_answer_leaves_no_pending_task(pools, xapi):
+    """Server_helpers.exec_with_context fails a caller's task on any exception of the
+    handler, a write to a client that went away included; XAPI would otherwise keep the task
+    pending for 24 h (db_gc_util.ml)."""
+    vm = scenario.create_vm(xapi, "vhd-gone", [8 * MiB])
+    uuid = xapi.xenapi.VDI.get_uuid(scenario.disks(xapi, vm)["0"])
+    url = urllib.parse.urlsplit(pools[0]["url"])
+    tasks = []
+    for path, query in (("/export_raw_vdi", {"format": "vhd"}), ("/import_raw_vdi", {"chunked": "true"})):
+        task = xapi.xenapi.task.create("gone", "")
+        tasks.append(task)
+        conn = http.client.HTTPSConnection(url.hostname, url.port, context=client.ssl_context(pools[0]))
+        conn.putrequest("GET" if path == "/export_raw_vdi" else "PUT", path + "?" + urllib.parse.urlencode(
+            dict(query, vdi=uuid, task_id=task, session_id=xapi._session)))
+        conn.endheaders()
+        # a reset, not a clean close: the handler's first write fails
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(xapi.xenapi.task.get_status(t) == "pending" for t in tasks):
+        time.sleep(0.05)
+    assert [xapi.xenapi.task.get_status(t) for t in tasks] == ["failure", "failure"]
+    for task in tasks:
+        xapi.xenapi.task.destroy(task)
 
 
 def test_smapiv3_volumes_export_whole_but_refuse_a_base(pools, xapi):

@@ -1,6 +1,7 @@
 """Client-side helpers for tests, the demo and benchmarks: log in to a simulated pool with the
 real XenAPI library over HTTPS verified against the pool's CA, and call its HTTP handlers."""
 
+import json
 import ssl
 import urllib.parse
 import xmlrpc.client
@@ -44,11 +45,19 @@ def http_request(pool, method, path, query=None, session=None, body=None, header
 
 def post_fault(pool, x, spec):
     """Set a simulator fault (docs/xapisim.md) with local-root session ``x``; returns the state."""
-    import json
-    status, dummy, body = http_request(pool, "POST", "/xapisim/faults", session=x, body=json.dumps(spec).encode())
+    return simulator_json(pool, x, "POST", "/xapisim/faults", json.dumps(spec).encode())
+
+
+def host_costs(pool, x):
+    """The host profile's costs and what it charged so far (docs/xapisim.md "Host profiles")."""
+    return simulator_json(pool, x, "GET", "/xapisim/host-costs")
+
+
+def simulator_json(pool, x, method, path, body=None):
+    status, dummy, answer = http_request(pool, method, path, session=x, body=body)
     if status != 200:
-        raise RuntimeError("POST /xapisim/faults answered %s: %r" % (status, body[:200]))
-    return json.loads(body)
+        raise RuntimeError("%s %s answered %s: %r" % (method, path, status, answer[:200]))
+    return json.loads(answer)
 
 
 def nbd_chunks(x, vdi, chunk=4 << 20):

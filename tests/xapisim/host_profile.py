@@ -16,6 +16,7 @@ machine carries several streams at once.
   NBD connection's (xapi-nbd copies 512 KiB at a time, one request at a time).
 """
 
+import collections
 import threading
 import time
 
@@ -45,17 +46,34 @@ def parse(name, overrides=()):
 class HostProfile:
     def __init__(self, costs=None):
         self.costs = dict(costs or PROFILES["instant"])
+        # what was charged, for benchmarks that compare a run with the profile's model
+        # (GET /xapisim/host-costs): counts per kind of attach and per costed call
+        self.paid = collections.Counter()
+        self.paid_lock = threading.Lock()
+
+    def _charge(self, kind, count=1):
+        with self.paid_lock:
+            self.paid[kind] += count
 
     def call(self, method):
         """Before an API call (outside the pool's lock)."""
         name = method[len("Async."):] if method.startswith("Async.") else method
+        self._charge("calls")
+        if name in CALL_COSTS:
+            self._charge(name)
         seconds = self.costs["api_latency_s"] + self.costs.get(CALL_COSTS.get(name, ""), 0.0)
         if seconds:
             time.sleep(seconds)
 
-    def attach(self, count=1):
+    def attach(self, kind, count=1):
+        """One dom0 attach (``kind``: import, export or nbd) before the request's first byte."""
+        self._charge("attach_" + kind, count)
         if self.costs["attach_s"]:
             time.sleep(self.costs["attach_s"] * count)
+
+    def charged(self):
+        with self.paid_lock:
+            return dict(self.paid)
 
     def https_cap(self):
         return Cap(self.costs["https_bytes_per_s"])

@@ -162,8 +162,12 @@ class HandlerTask:
             self.db.save()
 
     def close(self):
-        """A task the handler created itself goes with it; a caller's task stays."""
+        """A task the handler created itself goes with it; a caller's task stays. A handler
+        that raised (the client went away before the 200 was written, say) left its task
+        pending: it fails, as Server_helpers.exec_with_context fails a forwarded task on any
+        exception (a pending task would otherwise stay 24 h, db_gc_util.ml)."""
         with self.db.lock:
+            finish(self.db, self.ref, error=XapiError("INTERNAL_ERROR", "the HTTP handler ended without an answer"))
             if self.own and self.db.exists("task", self.ref):
                 self.db.destroy("task", self.ref)
             self.db.save()
@@ -387,7 +391,7 @@ def run_import(pool, req, task, vdi, fmt, known, refusal):
             return task.fail(XapiError("VDI_IN_USE", vdi))
         vdi_uuid, size = rec["uuid"], rec["virtual_size"]
         space = ops_vdi.physical_free(Context(pool, None), rec["SR"])
-    pool.host.attach()                  # the dom0 VBD.plug read-write
+    pool.host.attach("import")          # the dom0 VBD.plug read-write
     writer = DiskWriter(pool, vdi_uuid, size, space)
     try:
         if chunked:
@@ -448,7 +452,7 @@ def run_export(pool, req, task, vdi):
         ("content-disposition", 'attachment; filename="%s.%s"' % (vdi_uuid, fmt))])
     pool.faults.delay()
     try:
-        pool.host.attach(2 if req.param("base") is not None else 1)   # dom0 attaches, read-only
+        pool.host.attach("export", 2 if req.param("base") is not None else 1)   # dom0 attaches, read-only
         base = None
         if req.param("base") is not None:
             base = vdi_of_req(db, req, "base")

@@ -174,6 +174,7 @@ class NbdServer:
         faults, host = self.pool.faults, self.pool.host
         drop_after = faults.take_nbd_drop()
         if drop_after is None and not faults.latency and not faults.bandwidth and not host.shapes_nbd:
+            host.attach("nbd")        # counted; an instant host charges nothing
             self._spawn(conn, mode)
             conn.close()
             return
@@ -181,7 +182,7 @@ class NbdServer:
         self._spawn(server_end, mode)
         server_end.close()
         Relay(conn, relay_end, faults, self.throttle, drop_after,
-              attach_s=host.costs["attach_s"], cap=host.nbd_cap()).start()
+              attach=lambda: host.attach("nbd"), cap=host.nbd_cap()).start()
 
     def _spawn(self, sock, mode):
         pidfile = os.path.join(self.pool.dir, "nbdkit-%d.pid" % next(self.serial))
@@ -237,10 +238,10 @@ class Relay:
     (a token bucket shared by the pool's NBD connections); a host profile's dom0 attach
     delays the connection's first byte and its per-connection rate caps each one."""
 
-    def __init__(self, client, server, faults, throttle, drop_after, attach_s=0.0, cap=None):
+    def __init__(self, client, server, faults, throttle, drop_after, attach=None, cap=None):
         self.client, self.server = client, server
         self.faults, self.throttle = faults, throttle
-        self.attach_s, self.cap = attach_s, cap
+        self.attach, self.cap = attach, cap
         self.left = drop_after
         self.cut_done = threading.Event()
 
@@ -262,8 +263,8 @@ class Relay:
 
     def _replies(self):
         buf = bytearray(RELAY_CHUNK)
-        if self.attach_s:
-            time.sleep(self.attach_s)     # xapi-nbd's VBD.create + VBD.plug in dom0
+        if self.attach is not None:
+            self.attach()                 # xapi-nbd's VBD.create + VBD.plug in dom0
         try:
             while True:
                 n = self.server.recv_into(buf)

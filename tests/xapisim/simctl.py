@@ -124,6 +124,17 @@ def calls_endpoint(pool, req):
     req.respond(200, json.dumps(calls).encode(), content_type="application/json")
 
 
+@route("GET", "/xapisim/host-costs")
+def host_costs_endpoint(pool, req):
+    """Simulator-only: the host profile's costs and what it charged since the pool started
+    (``calls``, ``attach_import``, ``attach_export``, ``attach_nbd``, one count per costed
+    call such as ``VDI.snapshot``)."""
+    if require_root_session(pool, req) is None:
+        return
+    body = {"costs": pool.host.costs, "charged": pool.host.charged()}
+    req.respond(200, json.dumps(body).encode(), content_type="application/json")
+
+
 def inject_fault_cli(state_dir, index, spec):
     with open(os.path.join(state_dir, "pools.json")) as f:
         p = json.load(f)["pools"][index]
