@@ -70,9 +70,10 @@ def with_machine_cpu(fn):
 class Pools:
     """Two simulated pools started with ``python -m xapisim up`` in ``state_dir``."""
 
-    def __init__(self, state_dir, block_status=False):
+    def __init__(self, state_dir, block_status=False, host_profile=None, host_costs=()):
         self.state_dir = state_dir
         self.block_status = block_status
+        self.host_profile, self.host_costs = host_profile, list(host_costs)
         self.entries = None
         self.sessions = []
 
@@ -82,6 +83,8 @@ class Pools:
         cmd = [PY, "-m", "xapisim", "up", "--state-dir", self.state_dir, "--pools", "2"]
         if self.block_status:
             cmd.append("--block-status")
+        if self.host_profile:
+            cmd += ["--host-profile", self.host_profile] + ["--host-cost=%s" % c for c in self.host_costs]
         subprocess.run(cmd, check=True, cwd=os.path.join(REPO, "tests"), stdout=subprocess.DEVNULL)
         with open(os.path.join(self.state_dir, "pools.json")) as f:
             self.entries = json.load(f)["pools"]
@@ -254,10 +257,12 @@ def scratch_vdi(pools, size):
 
 # ---- our migration -------------------------------------------------------------------------
 
-def run_mover(pools, vm_uuid, use_cbt=True, verify=False, use_vhd_maps=True, verify_depth="sample"):
+def run_mover(pools, vm_uuid, use_cbt=True, verify=False, use_vhd_maps=True, verify_depth="sample",
+              parallel_disks=None):
     """migrate.migrate in a child process (bench/mover.py); its JSON line."""
     spec = {"source": pools.src, "destination": pools.dst, "vm": vm_uuid, "use_cbt": use_cbt,
-            "verify": verify, "use_vhd_maps": use_vhd_maps, "verify_depth": verify_depth}
+            "verify": verify, "use_vhd_maps": use_vhd_maps, "verify_depth": verify_depth,
+            "parallel_disks": parallel_disks}
     proc = subprocess.run([PY, os.path.join(REPO, "bench", "mover.py")], input=json.dumps(spec),
                           capture_output=True, text=True)
     if proc.returncode != 0:

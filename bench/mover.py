@@ -3,7 +3,9 @@ module makes it, in a process of its own so that its peak memory is its own.
 
 Reads a JSON spec on stdin (credentials stay out of the process list):
 ``{"source": <pools.json entry>, "destination": <entry>, "vm": uuid, "use_cbt": bool,
-"use_vhd_maps": bool, "verify": bool, "verify_depth": "sample" or "full"}``;
+"use_vhd_maps": bool, "verify": bool, "verify_depth": "sample" or "full", "parallel_disks": int or
+null (migrate.PARALLEL_DISKS; 1 = one disk after another, the baseline of the real-host
+scenario)}``;
 prints one JSON line: the result's byte counts and timings plus
 ``peak_rss_kib`` (VmHWM of this process, read at its end).
 """
@@ -35,6 +37,8 @@ def peak_rss_kib():
 
 def main():
     spec = json.load(sys.stdin)
+    if spec.get("parallel_disks"):
+        migrate.PARALLEL_DISKS = spec["parallel_disks"]
     started = time.monotonic()
     with connection(spec["source"]) as src, connection(spec["destination"]) as dst:
         options = migrate.Options(spec["vm"], use_cbt=spec.get("use_cbt", True),

@@ -21,7 +21,7 @@ from harness import GiB  # noqa: E402
 WORKDIR = os.path.join(h.REPO, "build", "bench")
 RESULTS = os.path.join(h.REPO, "bench", "results.json")
 DOC = os.path.join(h.REPO, "docs", "performance.md")
-ALL = ("full_copy", "sparse", "trees", "memory", "overhead")
+ALL = ("full_copy", "sparse", "trees", "memory", "overhead", "real_host")
 
 
 def commit():
@@ -55,8 +55,18 @@ def run(only, scale, repeats):
             results["memory"] = s.peak_memory(pools, sizes=(("1g", 1 * GiB // scale), ("8g", 8 * GiB // scale),
                                                             ("16g", 16 * GiB // scale)))
             results["memory"].update(s.digest_store_memory((32 << 20) // scale))
+            results["memory"].update(s.peak_memory_tree(pools, size=64 * GiB // scale))
         if "overhead" in only:
             results["overhead"] = s.ansible_overhead(pools, WORKDIR)
+    if "real_host" in only:
+        results["real_host"] = {}
+        with h.Pools(os.path.join(WORKDIR, "pools-real"), host_profile="real") as pools:
+            results["real_host"].update(s.real_host_tree(pools, size=256 * s.MiB // scale, repeats=repeats))
+        caps = ["nbd_bytes_per_s=%d" % s.PARALLEL_CAP, "https_bytes_per_s=%d" % s.PARALLEL_CAP]
+        with h.Pools(os.path.join(WORKDIR, "pools-real-capped"), host_profile="real", host_costs=caps) as pools:
+            results["real_host"]["disks"] = s.real_host_parallel_disks(pools, size=128 * s.MiB // scale,
+                                                                      repeats=repeats)
+            results["real_host"]["parallel_disks_speedup_4"] = results["real_host"]["disks"]["parallel_disks_speedup_4"]
     results["bench_wall_s"] = round(time.monotonic() - t0, 1)
     results["load_average_at_end"] = list(os.getloadavg())
     results["thresholds"] = report.thresholds(results)

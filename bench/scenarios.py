@@ -1,4 +1,4 @@
-"""The five benchmarks of issue #4. Each takes started pools (``harness.Pools``) and returns a
+"""The benchmarks of issues #4 and #10. Each takes started pools (``harness.Pools``) and returns a
 dict of figures; ``run.py`` puts them in results.json."""
 
 import json
@@ -11,7 +11,7 @@ import time
 
 import harness as h
 from harness import GiB, MiB, BLOCK, log, median
-from xapisim import scenario
+from xapisim import client, scenario
 
 REPEATS = 3
 
@@ -22,63 +22,76 @@ def timed(fn, repeats):
 
 
 def timed_with_cpu(fn, repeats):
-    """Like timed, plus the medians of the machine's busy CPU seconds and of the servers'
-    share of them (the machine's less the client's) over the runs."""
+    """Like timed, plus the medians of the machine's busy CPU seconds, of the servers' share of
+    them (the machine's less the client's) and of the client's own over the runs."""
     runs = [h.with_machine_cpu(fn) for dummy in range(repeats)]
     return (median([r[0] for r in runs]), [round(r[0], 3) for r in runs],
-            round(median([r[1] for r in runs]), 2), round(median([r[1] - r[2] for r in runs]), 2))
+            round(median([r[1] for r in runs]), 2), round(median([r[1] - r[2] for r in runs]), 2),
+            round(median([r[2] for r in runs]), 3))
 
 
 # ---- 1. full copy ----------------------------------------------------------------------------
 
-def full_copy(pools, workdir, size=4 * GiB, repeats=REPEATS, our_repeats=2):
-    """A 4 GiB disk, 50 % allocated with random data (4 MiB stripes every 8 MiB): our mirror's
-    data time against the pipeline's limit, max(nbdcopy to null:, curl chunked upload), over
-    plaintext and TLS NBD. The upload is HTTPS in both modes (XAPI's import handler), so the
-    curl figure is shared."""
+def full_copy(pools, workdir, size=4 * GiB, repeats=REPEATS):
+    """A 4 GiB disk, 50 % allocated with random data (4 MiB stripes every 8 MiB), over plaintext
+    and TLS NBD: our mirror's data time against nbdcopy (to null:) and curl (chunked upload)
+    run at the same time, interleaved run by run; our client CPU against theirs; and, without
+    a bound, against max() of the two run alone. The upload is HTTPS in both modes (XAPI's
+    import handler), so the curl figures are shared."""
     vm, vdi, uuid = h.vm_with_disk(pools, "bench-full-copy", size,
                                    h.striped_extents(size, 0.5, 4 * MiB), seed=1)
     body = os.path.join(workdir, "full-copy.body")
     payload = h.write_chunked_body(pools.disk_path(pools.src, uuid), body)
     log("full copy: disk ready, %d bytes allocated" % payload)
-    curl_s, curl_runs, curl_cpu, curl_servers = timed_with_cpu(lambda: h.time_curl(pools, body, size), repeats)
+    curl_s, curl_runs, curl_cpu, curl_servers, curl_client = timed_with_cpu(
+        lambda: h.time_curl(pools, body, size), repeats)
     cores = os.cpu_count()
     out = {"disk_bytes": size, "allocated_bytes": payload, "curl_s": round(curl_s, 3),
-           "curl_runs": curl_runs, "curl_machine_cpu_s": curl_cpu, "curl_servers_cpu_s": curl_servers}
+           "curl_runs": curl_runs, "curl_machine_cpu_s": curl_cpu, "curl_servers_cpu_s": curl_servers,
+           "curl_client_cpu_s": curl_client}
     for mode, tls in (("plain", False), ("tls", True)):
         pools.set_source_tls(tls)
-        nbdcopy_s, nbdcopy_runs, nbdcopy_cpu, nbdcopy_servers = timed_with_cpu(
+        nbdcopy_s, nbdcopy_runs, nbdcopy_cpu, nbdcopy_servers, nbdcopy_client = timed_with_cpu(
             lambda: h.time_nbdcopy(pools, vdi, workdir), repeats)
-        # not the issue's limit: both halves at once, sharing this machine's cores as ours do
-        together = h.time_both_at_once(pools, vdi, body, size, workdir)
-        out["both_at_once_s_" + mode] = round(together, 3)
-        # our runs cost 4 GiB of reading each: fewer of them (median of two = their mean)
-        ours_and_cpu = [h.with_machine_cpu(lambda: h.migrate_once(pools, vm))
-                        for dummy in range(min(repeats, our_repeats))]
+        # the issue's baseline: both halves at once, sharing this machine's cores as ours do,
+        # interleaved run by run with ours
+        together, ours_and_cpu = [], []
+        for _run in range(repeats):
+            together.append(h.time_both_at_once(pools, vdi, body, size, workdir))
+            ours_and_cpu.append(h.with_machine_cpu(lambda: h.migrate_once(pools, vm)))
         ours = [r[0] for r in ours_and_cpu]
-        ours_s = median([r["timings"]["data_s"] for r in ours])
+        data = [r["timings"]["data_s"] for r in ours]
+        ours_s = median(data)
         limit = max(nbdcopy_s, curl_s)
         # both halves' CPU, as the lone runs spent it, spread over every core: about what a
         # program doing both needs here; the servers' share alone is what a client that
         # cost nothing would need
         cpu_bound = (nbdcopy_cpu + curl_cpu) / cores
         servers_bound = (nbdcopy_servers + curl_servers) / cores
+        ours_cpu = median([r["cpu_s"] for r in ours])
         out.update({
             "nbdcopy_s_" + mode: round(nbdcopy_s, 3), "nbdcopy_runs_" + mode: nbdcopy_runs,
-            "ours_s_" + mode: ours_s, "ours_runs_" + mode: [r["timings"]["data_s"] for r in ours],
+            "nbdcopy_client_cpu_s_" + mode: nbdcopy_client,
+            "ours_s_" + mode: ours_s, "ours_runs_" + mode: data,
+            "both_at_once_s_" + mode: round(median(together), 3),
+            "both_at_once_runs_" + mode: [round(t, 3) for t in together],
             "limit_s_" + mode: round(limit, 3), "ratio_" + mode: round(ours_s / limit, 3),
             "ours_mib_s_" + mode: round(size / MiB / ours_s, 1),
             "limit_mib_s_" + mode: round(size / MiB / limit, 1),
             "bytes_read_" + mode: ours[0]["bytes_read"], "bytes_written_" + mode: ours[0]["bytes_written"],
-            "ours_cpu_s_" + mode: median([r["cpu_s"] for r in ours]),
-            "ratio_both_at_once_" + mode: round(ours_s / out["both_at_once_s_" + mode], 3),
+            "ours_cpu_s_" + mode: ours_cpu,
+            "ratio_both_at_once_" + mode: round(median([o / t for o, t in zip(data, together, strict=True)]), 3),
+            # our client CPU (NBD, TLS, hashing, HTTPS: the mover's every thread) against the
+            # two tools' client CPU for the same bytes
+            "cpu_ratio_" + mode: round(ours_cpu / (nbdcopy_client + curl_client), 3),
             "nbdcopy_machine_cpu_s_" + mode: nbdcopy_cpu, "nbdcopy_servers_cpu_s_" + mode: nbdcopy_servers,
             "ours_machine_cpu_s_" + mode: round(median([r[1] for r in ours_and_cpu]), 2),
             "cpu_bound_s_" + mode: round(cpu_bound, 3),
             "servers_bound_s_" + mode: round(servers_bound, 3),
             "ratio_cpu_bound_" + mode: round(ours_s / max(limit, cpu_bound), 3),
         })
-        log("full copy %s: ours %.2fs, nbdcopy %.2fs, curl %.2fs" % (mode, ours_s, nbdcopy_s, curl_s))
+        log("full copy %s: ours %.2fs, both at once %.2fs, nbdcopy %.2fs, curl %.2fs" % (
+            mode, ours_s, median(together), nbdcopy_s, curl_s))
     os.unlink(body)
     pools.set_source_tls(True)
     h.remove_source_vm(pools, vm)
@@ -99,10 +112,10 @@ def sparse(pools_bs, pools, workdir, size=16 * GiB, repeats=REPEATS):
     vm, dummy, dummy = h.vm_with_disk(pools, "bench-sparse", size, extents, seed=2)
     body = os.path.join(workdir, "sparse.body")
     payload = h.write_chunked_body(pools_bs.disk_path(pools_bs.src, uuid_bs), body)
-    curl_s, curl_runs, curl_cpu, dummy = timed_with_cpu(lambda: h.time_curl(pools_bs, body, size), repeats)
+    curl_s, curl_runs, curl_cpu, dummy, dummy = timed_with_cpu(lambda: h.time_curl(pools_bs, body, size), repeats)
     os.unlink(body)
-    nbdcopy_s, nbdcopy_runs, nbdcopy_cpu, dummy = timed_with_cpu(lambda: h.time_nbdcopy(pools_bs, vdi_bs, workdir),
-                                                                 repeats)
+    nbdcopy_s, nbdcopy_runs, nbdcopy_cpu, dummy, dummy = timed_with_cpu(
+        lambda: h.time_nbdcopy(pools_bs, vdi_bs, workdir), repeats)
     runs = {"block_status": [], "vhd": [], "whole": []}
     for _run in range(repeats):
         runs["block_status"].append(h.migrate_once(pools_bs, vm_bs, use_vhd_maps=False))
@@ -167,12 +180,12 @@ def changed_blocks_write(pools, x, vdi, size, fraction, rng, cluster=None):
         scenario.write_disk(pools.src, x, vdi, writes[i:i + 512])
 
 
-def build_snapshots(pools, name, steps, size, fraction, seed, cbt=True, cluster=None):
-    """A VM with one fully allocated disk of ``size`` (random data, CBT enabled before the
-    first snapshot unless ``cbt`` is false), then ``steps``: ("write", n) changes ``fraction``
-    of it, ("snap", label), ("revert", label)."""
+def build_snapshots(pools, name, steps, size, fraction, seed, cbt=True, cluster=None, extents=None):
+    """A VM with one disk of ``size`` holding random data at ``extents`` (all of it unless
+    given), CBT enabled before the first snapshot unless ``cbt`` is false, then ``steps``:
+    ("write", n) changes ``fraction`` of its blocks, ("snap", label), ("revert", label)."""
     x = pools.xsrc
-    vm_uuid, vdi, uuid = h.vm_with_disk(pools, name, size, [(0, size)], seed=seed, cbt=cbt)
+    vm_uuid, vdi, uuid = h.vm_with_disk(pools, name, size, extents or [(0, size)], seed=seed, cbt=cbt)
     vm = x.xenapi.VM.get_by_uuid(vm_uuid)
     rng = random.Random(seed)
     snaps = {}
@@ -279,6 +292,19 @@ def peak_memory(pools, sizes=(("1g", 1 * GiB), ("8g", 8 * GiB)), fraction=0.25):
     return out
 
 
+def peak_memory_tree(pools, size=64 * GiB):
+    """Peak RSS end to end for the branched tree (8 snapshots, 3 reverted branches) on a
+    64 GiB disk: 1/64 of it allocated in 4 MiB stripes, each change 0.1 % of its blocks, CBT."""
+    vm = build_snapshots(pools, "bench-memory-tree", TREE_STEPS, size, 0.001, seed=8,
+                         extents=h.striped_extents(size, 1 / 64, 4 * MiB))
+    r = h.migrate_once(pools, vm)
+    h.remove_source_vm(pools, vm)
+    out = {"peak_rss_mib_tree_64g": round(r["peak_rss_kib"] / 1024, 1), "tree_64g_data_s": r["timings"]["data_s"],
+           "tree_64g_bytes_read": r["bytes_read"], "tree_64g_disk_bytes": size}
+    log("memory tree 64g: %s" % out)
+    return out
+
+
 DIGEST_STORE_PROBE = """
 import resource, sys
 sys.path.insert(0, %r)
@@ -307,6 +333,85 @@ def digest_store_memory(nblocks=32 << 20):
     kib = int(proc.stdout.strip().splitlines()[-1])
     return {"digest_store_peak_rss_mib_2tib": round(kib / 1024, 1), "digest_store_blocks": nblocks,
             "digest_store_nodes": 3, "digest_store_s": round(time.monotonic() - started, 1)}
+
+
+# ---- 6. a real host's fixed costs (xapisim --host-profile real) ------------------------------
+
+def tree_of(nodes, revert_every=6):
+    """Steps for a tree of ``nodes`` nodes (snapshots and the VM): a write before each
+    snapshot, and every ``revert_every`` snapshots a revert to the one three back, so that
+    the tree has abandoned branches."""
+    steps = []
+    for i in range(1, nodes):
+        steps += [("write", i), ("snap", "s%d" % i)]
+        if i % revert_every == 0:
+            steps.append(("revert", "s%d" % (i - 3)))
+    return steps + [("write", nodes)]
+
+
+def charged(pools):
+    """What each pool's host profile charged so far: {"source"/"destination": {kind: count}}."""
+    return {role: client.host_costs(entry, x)["charged"]
+            for role, entry, x in (("source", pools.src, pools.xsrc), ("destination", pools.dst, pools.xdst))}
+
+
+def charged_during(pools, fn):
+    before = charged(pools)
+    value = fn()
+    after = charged(pools)
+    return value, {role: {k: n - before[role].get(k, 0) for k, n in after[role].items() if n != before[role].get(k, 0)}
+                   for role in after}
+
+
+def real_host_tree(pools, nodes=20, size=256 * MiB, fraction=0.01, repeats=REPEATS):
+    """A tree of 20 nodes with small deltas (1 % of a 256 MiB disk's blocks per node, CBT) on
+    pools with a real host's costs: our data time against the model of the issue, 20 x
+    (t_snapshot + t_attach of one import) + t_attach x source VDIs read + bytes / the
+    per-connection cap + API latency x calls made, each term from the profile and the counts
+    the pools charged during the run."""
+    costs = client.host_costs(pools.src, pools.xsrc)["costs"]
+    vm = build_snapshots(pools, "bench-real-tree", tree_of(nodes), size, fraction, seed=9)
+    runs = []
+    for _run in range(repeats):
+        h.clear_destination(pools, vm)     # outside the count: only the migration's calls
+        r, paid = charged_during(pools, lambda: h.run_mover(pools, vm))
+        h.clear_destination(pools, vm)
+        model = {"snapshot_and_import_s": nodes * (costs["vdi_snapshot_s"] + costs["attach_s"]),
+                 "source_nbd_attach_s": costs["attach_s"] * paid["source"].get("attach_nbd", 0),
+                 "bytes_s": r["bytes_written"] / costs["https_bytes_per_s"],
+                 "api_latency_s": costs["api_latency_s"] * sum(p.get("calls", 0) for p in paid.values())}
+        runs.append({"data_s": r["timings"]["data_s"], "model": model, "model_s": round(sum(model.values()), 3),
+                     "charged": paid, "bytes_read": r["bytes_read"], "bytes_written": r["bytes_written"]})
+        log("real host tree: %s" % runs[-1])
+    h.remove_source_vm(pools, vm)
+    ratios = [run["data_s"] / run["model_s"] for run in runs]
+    return {"nodes": nodes, "disk_bytes": size, "changed_fraction": fraction, "costs": costs, "runs": runs,
+            "tree_ratio": round(median(ratios), 3)}
+
+
+# a per-connection rate low enough that this machine carries four NBD reads, four HTTPS
+# imports and four read-backs at once (2 cores, both pools and the mover on them)
+PARALLEL_CAP = 20 * 10 ** 6
+
+
+def real_host_parallel_disks(pools, disks=4, size=128 * MiB, repeats=REPEATS):
+    """A halted VM with 4 equal, fully allocated disks on pools with a real host's costs and a
+    per-connection cap of 20 MB/s (NBD and HTTPS): one disk after another (PARALLEL_DISKS = 1)
+    against ours, interleaved run by run."""
+    x = pools.xsrc
+    vm = scenario.create_vm(x, "bench-real-disks", [size] * disks)
+    for i, vdi in enumerate(scenario.disks(x, vm).values()):
+        h.fill_extents(pools.disk_path(pools.src, x.xenapi.VDI.get_uuid(vdi)), [(0, size)], seed=10 + i)
+    vm_uuid = x.xenapi.VM.get_uuid(vm)
+    sequential, ours = [], []
+    for _run in range(repeats):
+        sequential.append(h.migrate_once(pools, vm_uuid, parallel_disks=1)["timings"]["data_s"])
+        ours.append(h.migrate_once(pools, vm_uuid)["timings"]["data_s"])
+        log("real host disks: sequential %.1fs, ours %.1fs" % (sequential[-1], ours[-1]))
+    h.remove_source_vm(pools, vm_uuid)
+    return {"disks": disks, "disk_bytes": size, "per_connection_cap_bytes_per_s": PARALLEL_CAP,
+            "sequential_runs": sequential, "ours_runs": ours,
+            "parallel_disks_speedup_4": round(median([a / b for a, b in zip(sequential, ours, strict=True)]), 2)}
 
 
 # ---- 5. ansible overhead ---------------------------------------------------------------------

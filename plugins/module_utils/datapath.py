@@ -40,8 +40,8 @@ IN_FLIGHT = 16                    # NBD read requests outstanding, over all conn
 NBD_CONNECTIONS = 1               # per disk being read, unless the job asks for more
 NBD_CONNECTIONS_MAX = 16          # XAPI's xapi-nbd serves 16 connections per host
 MULTI_CONN_BYTES = 256 << 20     # a read plan this large per connection earns one more
-BATCH_LIMIT = 64 << 20            # bytes of block data per import request (bounded memory)
-BATCH_MIN = 16 << 20              # a request waits for this much, unless it is the last one
+BATCH_LIMIT = 32 << 20            # bytes of block data per buffer handed to the writer (bounded memory)
+BATCH_MIN = 8 << 20               # the writer waits for this much, unless it is the last or idle
 IMPORT_TASK_TIMEOUT = 600         # seconds an import may take once its body was sent
 # XAPI's NBD server drops connections that race at start-up (Xen Orchestra opens its
 # connections one after another for that reason, @vates/nbd-client multi.mjs): one at a time
@@ -377,9 +377,9 @@ class FrameBuffer:
         self.frame_length += n
         FRAME.pack_into(self.memory, self.frame_at, self.frame_offset, self.frame_length)
 
-    def body(self):
-        FRAME.pack_into(self.memory, self.used, 0, 0)
-        return self.view[:self.used + FRAME.size]
+    def frames(self):
+        """The frames so far, without the terminator: a piece of a longer import body."""
+        return self.view[:self.used]
 
     def close(self):
         try:
@@ -393,9 +393,11 @@ class FrameBuffer:
 
 
 class FramePool:
-    """The two frame buffers of one disk's writes, reused from node to node. Each request
-    costs a task and a connection (~16 ms on an idle pool), so a batch may grow large: with
-    64 MiB buffers a full copy ran 10-20 % faster than with 32 MiB ones (bench/, 2026-11-26)."""
+    """The two frame buffers of one disk's writes, reused from node to node. When each batch
+    was a request of its own (a task and a connection, ~16 ms on an idle pool), 64 MiB
+    buffers ran a full copy 10-20 % faster than 32 MiB ones (bench/, 2026-11-26); batches
+    now share a node's one request, so 32 MiB ones cost nothing in speed, and the memory
+    they hold once touched is the same for every disk past a few GiB."""
 
     def __init__(self, capacity=BATCH_LIMIT):
         self.capacity = capacity
@@ -412,43 +414,82 @@ class FramePool:
         self.buffers = []
 
 
-def import_body(conn, vdi_uuid, body, data_bytes):
-    """Send one chunked import request; its task says whether every byte landed (XAPI
-    answers 200 before it reads the body)."""
-    task = conn.call("task.create", "xapi.sxm import", "mirror write into %s" % vdi_uuid)
-    try:
-        response = conn.http("PUT", "/import_raw_vdi",
-                             {"vdi": vdi_uuid, "format": "raw", "chunked": "true"},
-                             body=body, length=len(body), task=task)
-        answer = response.read()
-        response.connection.close()
-    except (OSError, http_client.HTTPException) as e:
+IMPORT_TASK = "xapi.sxm import"
+TERMINATOR = FRAME.pack(0, 0)
+STREAM_IDLE_S = 30                # an open import with nothing to send is ended after this
+ABANDON_WAIT_S = 10               # an abandoned writer's last request may take this to end
+
+
+def import_description(vdi_uuid):
+    """Names the VDI written (a job's working VDI), so that a re-run can remove the pending
+    task of a run killed before its request reached XAPI."""
+    return "mirror write into %s" % vdi_uuid
+
+
+class ImportStream:
+    """One ``PUT /import_raw_vdi?format=raw&chunked=true`` carrying a node's frames as they
+    come, ended by the terminator frame: XAPI attaches the VDI in dom0 once per request
+    (about a second on a real host), so a node pays it once, not once per batch. The body
+    has no length (XAPI reads frames until the terminator and refuses Transfer-Encoding);
+    XAPI answers 200 before it reads the body, and the task says whether every byte landed."""
+
+    def __init__(self, conn, vdi_uuid):
+        self.conn = conn
+        self.data_bytes = 0
+        self.task = conn.call("task.create", IMPORT_TASK, import_description(vdi_uuid))
+        self.http = None
+        try:
+            self.http = conn.open_request("PUT", "/import_raw_vdi",
+                                          {"vdi": vdi_uuid, "format": "raw", "chunked": "true"}, task=self.task)
+        except (OSError, http_client.HTTPException) as e:
+            self._broken(e)
+
+    def send(self, frames, data_bytes):
+        try:
+            self.http.send(frames)
+        except (OSError, http_client.HTTPException) as e:
+            self._broken(e)
+        self.data_bytes += data_bytes
+
+    def finish(self):
+        """Send the terminator; once the task succeeded, the data bytes carried."""
+        try:
+            self.http.send(TERMINATOR)
+            response = self.http.getresponse()
+            answer = response.read()
+        except (OSError, http_client.HTTPException) as e:
+            self._broken(e)
+        finally:
+            self.http.close()
+        if response.status != 200:
+            self.conn.call("task.destroy", self.task)
+            raise DataPathError("the destination refused the disk write (HTTP %s: %s)"
+                                % (response.status, answer[:200].decode("utf-8", "replace")))
+        self.conn.wait_task(self.task, poll=0.5, first_poll=0.005, timeout=IMPORT_TASK_TIMEOUT)
+        return self.data_bytes
+
+    def _broken(self, error):
         # XAPI may close the connection because the import failed: its task then says why
-        failed = conn.call("task.get_record", task)
+        if self.http is not None:
+            self.http.close()
+        failed = self.conn.call("task.get_record", self.task)
         if failed["status"] in ("failure", "cancelled"):
-            conn.wait_task(task)  # raises the task's error, explained
-        conn.call("task.destroy", task)
+            self.conn.wait_task(self.task)  # raises the task's error, explained
+        self.conn.call("task.destroy", self.task)
         raise DataPathError("the connection to the destination broke while writing disk data "
-                            "(%s): run again to continue" % e)
-    if response.status != 200:
-        conn.call("task.destroy", task)
-        raise DataPathError("the destination refused the disk write (HTTP %s: %s)"
-                            % (response.status, answer[:200].decode("utf-8", "replace")))
-    conn.wait_task(task, poll=0.5, first_poll=0.005, timeout=IMPORT_TASK_TIMEOUT)
-    return data_bytes
+                            "(%s): run again to continue" % error)
 
 
 class BatchWriter:
-    """Takes the blocks that must travel and sends them in import requests from a background
-    thread, so that reading overlaps writing. Two buffers: the reader fills one while the
-    other is sent, and as soon as a request is done the writer takes what the reader has
-    gathered meanwhile, once that is at least ``BATCH_MIN``. Batches so size themselves:
-    small while the destination keeps up (the pipeline fills and drains quickly), up to a
-    whole buffer when it is the slower half (fewer requests, each of which costs a task and
-    a connection). The minimum keeps a disk whose data is thinly spread (read at NBD speed,
-    written rarely) from costing a request per block.
-    Requests go one after another: XAPI attaches the VDI read-write for each import, and a
-    VDI is attached read-write only once at a time."""
+    """Takes the blocks that must travel and sends them from a background thread, so that
+    reading overlaps writing, on one import request per node (ImportStream). Two buffers: the
+    reader fills one while the other is sent, and as soon as one is sent the writer takes
+    what the reader has gathered meanwhile, once that is at least ``BATCH_MIN`` (or whatever
+    there is after a while: a disk whose data is thinly spread is read at NBD speed and
+    written rarely). An import left with nothing to send for ``STREAM_IDLE_S`` is ended, and
+    the next data opens another.
+    One request at a time: XAPI attaches the VDI read-write for each import, and a VDI is
+    attached read-write only once at a time."""
 
     def __init__(self, conn, vdi_uuid, pool=None, batch_min=BATCH_MIN, nblocks=0):
         self.conn = conn
@@ -499,32 +540,53 @@ class BatchWriter:
 
     def abandon(self):
         """Drop what is not sent yet and send nothing more (the read failed or the job was
-        cancelled); a request already under way is let finish. The blocks it leaves half
-        written lie where the two nodes differ, which is what a re-run writes again."""
+        cancelled); the open request is ended and its task waited for, a few seconds at most,
+        so that no failed import task is left behind. The blocks it leaves half written lie
+        where the two nodes differ, which is what a re-run writes again."""
         with self.ready:
             self.filling.clear()
             self.finishing = True
             self.ready.notify_all()
+        self.thread.join(ABANDON_WAIT_S)
 
     def _run(self):
-        while True:
-            with self.ready:
-                while self.filling.data_bytes < self.batch_min and not self.finishing:
-                    self.ready.wait()
-                if not self.filling.data_bytes:
-                    return
-                batch, self.filling, self.spare = self.filling, self.spare, None
-                self.ready.notify_all()
-            try:
-                self.written += import_body(self.conn, self.vdi_uuid, batch.body(), batch.data_bytes)
-            except Exception as e:  # noqa: BLE001 - handed to the reading thread
+        stream = None
+        try:
+            while True:
+                batch = self._next_batch()
+                if batch is None:
+                    if stream is not None:       # idle, or the end: the request is ended
+                        self.written += stream.finish()
+                        stream = None
+                    if self.finishing:
+                        return
+                    continue
+                if stream is None:
+                    stream = ImportStream(self.conn, self.vdi_uuid)
+                stream.send(batch.frames(), batch.data_bytes)
+                batch.clear()
                 with self.ready:
-                    self.error = e if isinstance(e, DataPathError) else DataPathError(str(e))
-                    self.ready.notify_all()
-                return
-            batch.clear()
+                    self.spare = batch
+        except Exception as e:  # noqa: BLE001 - handed to the reading thread
             with self.ready:
-                self.spare = batch
+                self.error = e if isinstance(e, DataPathError) else DataPathError(str(e))
+                self.ready.notify_all()
+
+    def _next_batch(self):
+        """The filled buffer to send (the other becomes the reader's), or None when there is
+        nothing to send: the job is finishing, or nothing came for STREAM_IDLE_S."""
+        deadline = time.monotonic() + STREAM_IDLE_S
+        with self.ready:
+            while self.filling.data_bytes < self.batch_min and not self.finishing:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.ready.wait(left)
+            if not self.filling.data_bytes:
+                return None
+            batch, self.filling, self.spare = self.filling, self.spare, None
+            self.ready.notify_all()
+            return batch
 
 
 class NullWriter:

@@ -71,12 +71,22 @@ def parse_vhd_table(read, nblocks):
     return blocks
 
 
-def vhd_allocation(conn, vdi_ref, base_ref, nblocks):
+ALLOCATION_MAP_TASK = "xapi.sxm allocation map"
+
+
+def allocation_map_description(job, userdevice):
+    """Names the job and disk, so that a re-run (holding the job's lock) can remove the
+    pending task of a run killed between creating it and sending its request: XAPI keeps a
+    pending task for 24 h."""
+    return "VHD block allocation of disk %s for xapi.sxm job %s" % (userdevice, job)
+
+
+def vhd_allocation(conn, vdi_ref, base_ref, nblocks, description=""):
     """The blocks a VHD export of ``vdi_ref`` (relative to ``base_ref``, or None) includes.
     The stream is dropped after the table; XAPI then fails the export's task (vhd-tool cannot
     write), which is waited for, so that its read-only dom0 attach is gone before anything
     attaches the VDI again, and destroyed."""
-    task = conn.call("task.create", "xapi.sxm allocation map", "VHD block allocation of a snapshot")
+    task = conn.call("task.create", ALLOCATION_MAP_TASK, description)
     try:
         query = {"vdi": vdi_ref, "format": "vhd"}
         if base_ref:
@@ -102,10 +112,11 @@ class DeltaFinder:
     """The delta sources of one disk's tree. ``tree``: the discovered source tree;
     ``use_cbt``: whether CBT may be used; ``use_vhd``: whether VHD maps may be asked for."""
 
-    def __init__(self, conn, tree, userdevice, use_cbt=True, use_vhd=True):
+    def __init__(self, conn, tree, userdevice, use_cbt=True, use_vhd=True, job=""):
         self.conn = conn
         self.tree = tree
         self.userdevice = userdevice
+        self.task_description = allocation_map_description(job, userdevice)
         self.use_cbt = use_cbt
         self.use_vhd = use_vhd
         self.base_refused = False     # the SR cannot diff (not VHD): asking again costs an attach
@@ -133,7 +144,8 @@ class DeltaFinder:
         if not self.use_vhd or (held is not None and self.base_refused):
             return None
         try:
-            return vhd_allocation(self.conn, disk.vdi_ref, held.vdi_ref if held else None, nblocks)
+            return vhd_allocation(self.conn, disk.vdi_ref, held.vdi_ref if held else None, nblocks,
+                                  self.task_description)
         except NoAllocationMap:
             self.base_refused = self.base_refused or held is not None
             return None

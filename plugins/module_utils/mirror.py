@@ -34,7 +34,7 @@ __metaclass__ = type
 from ansible_collections.xapi.sxm.plugins.module_utils import datapath, delta
 from ansible_collections.xapi.sxm.plugins.module_utils.errors import DataPathError
 from ansible_collections.xapi.sxm.plugins.module_utils.markers import DEVICE, HOLDS, JOB, ROLE, SOURCE, set_key
-from ansible_collections.xapi.sxm.plugins.module_utils.progress import Progress
+from ansible_collections.xapi.sxm.plugins.module_utils.progress import Progress, remove_stale_tasks
 
 # names kept for the code that imported them from here
 MARK_JOB, MARK_ROLE, MARK_SOURCE, MARK_DEVICE = JOB, ROLE, SOURCE, DEVICE
@@ -134,7 +134,7 @@ class DiskMirror:
         self.job = job
         self.tls = tls
         self.dst_tls = dst_tls
-        self.deltas = delta.DeltaFinder(src, tree, userdevice, use_cbt=use_cbt, use_vhd=use_vhd_maps)
+        self.deltas = delta.DeltaFinder(src, tree, userdevice, use_cbt=use_cbt, use_vhd=use_vhd_maps, job=job)
         self.progress = progress or Progress([], "", 1)
         self.limiter = limiter
         self.connections = connections
@@ -228,7 +228,14 @@ class DiskMirror:
             self.w_ref = self._create_working(walk, leaf)
         self.w_rec = self.dst.call("VDI.get_record", self.w_ref)
         self.result.working_vdi, self.result.working_uuid = self.w_ref, self.w_rec["uuid"]
+        self._remove_killed_runs_tasks()
         return done
+
+    def _remove_killed_runs_tasks(self):
+        """A run killed between creating a handler's task and sending its request left the
+        task pending, which XAPI keeps for 24 h; this disk's (we hold the job's lock) go."""
+        remove_stale_tasks(self.src, delta.ALLOCATION_MAP_TASK, self.deltas.task_description)
+        remove_stale_tasks(self.dst, datapath.IMPORT_TASK, datapath.import_description(self.w_rec["uuid"]))
 
     def _remove_from_other_srs(self):
         """What an earlier run made for this disk on another SR (the destination SR was

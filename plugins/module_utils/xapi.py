@@ -248,22 +248,9 @@ class Connection:
         """Open a request to a data handler with the session as a cookie (never in the URL,
         which proxies and logs keep). ``body`` is bytes or an iterable of bytes with
         ``length``. Returns the http.client response (caller reads and closes)."""
-        parts = urllib.parse.urlsplit(self.url)
-        if parts.scheme == "https":
-            conn = http.client.HTTPSConnection(parts.hostname, parts.port or 443, context=self.ssl,
-                                               timeout=HTTP_TIMEOUT)
-        else:
-            conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=HTTP_TIMEOUT)
-        cookie = "session_id=%s" % self.session_ref
-        if task:
-            cookie += "; task_id=%s" % task
-        target = path + "?" + urllib.parse.urlencode(query)
-        conn.putrequest(method, target)
-        conn.putheader("Cookie", cookie)
-        if body is not None:
-            conn.putheader("Content-Length", str(length if length is not None else len(body)))
-            conn.putheader("Content-Type", "application/octet-stream")
-        conn.endheaders()
+        conn = self.open_request(method, path, query, task=task,
+                                 length=None if body is None else (length if length is not None else len(body)),
+                                 has_body=body is not None)
         if body is not None:
             if isinstance(body, (bytes, bytearray, memoryview)):
                 conn.send(body)
@@ -273,6 +260,29 @@ class Connection:
         response = conn.getresponse()
         response.connection = conn
         return response
+
+    def open_request(self, method, path, query, task=None, length=None, has_body=True):
+        """The http.client connection of a request whose headers are sent: the caller sends
+        the body with ``send`` and reads ``getresponse()``. Without ``length`` the body's end
+        is the caller's to mark: the chunked import reads frames up to its terminator, and
+        XAPI refuses ``Transfer-Encoding``."""
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme == "https":
+            conn = http.client.HTTPSConnection(parts.hostname, parts.port or 443, context=self.ssl,
+                                               timeout=HTTP_TIMEOUT)
+        else:
+            conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=HTTP_TIMEOUT)
+        cookie = "session_id=%s" % self.session_ref
+        if task:
+            cookie += "; task_id=%s" % task
+        conn.putrequest(method, path + "?" + urllib.parse.urlencode(query))
+        conn.putheader("Cookie", cookie)
+        if has_body:
+            if length is not None:
+                conn.putheader("Content-Length", str(length))
+            conn.putheader("Content-Type", "application/octet-stream")
+        conn.endheaders()
+        return conn
 
 
 def parse_task_result(text):

@@ -2,6 +2,7 @@
 
 import base64
 import struct
+import time
 
 from ansible_collections.xapi.sxm.plugins.module_utils import datapath
 from ansible_collections.xapi.sxm.plugins.module_utils.blockmap import BlockMap
@@ -50,17 +51,22 @@ def test_reads_join_consecutive_blocks_and_stop_at_the_disk_end():
                      (40 * BLOCK, 100)]
 
 
+def body_of(buf):
+    """A buffer's frames as the last piece of an import body."""
+    return bytes(buf.frames()) + datapath.TERMINATOR
+
+
 def test_frame_buffer_merges_adjacent_writes_into_one_frame():
     buf = datapath.FrameBuffer(4 * BLOCK)
     buf.append(BLOCK, b"a" * BLOCK)
     buf.append(2 * BLOCK, b"b" * BLOCK)
     buf.append(5 * BLOCK, b"c" * 10)
     assert buf.room() == 4 * BLOCK - 2 * BLOCK - 10
-    assert bytes(buf.body()) == struct.pack("<QI", BLOCK, 2 * BLOCK) + b"a" * BLOCK + b"b" * BLOCK \
+    assert body_of(buf) == struct.pack("<QI", BLOCK, 2 * BLOCK) + b"a" * BLOCK + b"b" * BLOCK \
         + struct.pack("<QI", 5 * BLOCK, 10) + b"c" * 10 + struct.pack("<QI", 0, 0)
     buf.clear()
     buf.append(0, b"z")
-    assert bytes(buf.body()) == struct.pack("<QI", 0, 1) + b"z" + struct.pack("<QI", 0, 0)
+    assert body_of(buf) == struct.pack("<QI", 0, 1) + b"z" + struct.pack("<QI", 0, 0)
     buf.close()
 
 
@@ -77,7 +83,7 @@ def test_chunked_frames_end_with_a_zero_header():
     buf = datapath.FrameBuffer(BLOCK)
     buf.append(0, b"xy")
     buf.append(4096, b"z")
-    assert bytes(buf.body()) == struct.pack("<QI", 0, 2) + b"xy" + struct.pack("<QI", 4096, 1) + b"z" \
+    assert body_of(buf) == struct.pack("<QI", 0, 2) + b"xy" + struct.pack("<QI", 4096, 1) + b"z" \
         + struct.pack("<QI", 0, 0)
     buf.close()
 
@@ -148,6 +154,83 @@ def test_a_frame_buffer_closes_while_a_cut_request_still_holds_its_body():
     of a request: closing must not raise (it would hide why the job stopped)."""
     frames = datapath.FrameBuffer(4 * BLOCK)
     frames.append(0, bytes(BLOCK))
-    body = frames.body()
+    body = frames.frames()
     frames.close()
     assert len(body) > BLOCK
+
+
+class UploadRecorder:
+    """A destination connection that records each import request's body (fake: the writer's
+    request sequencing is what is tested; tests/integration drive the simulator)."""
+
+    def __init__(self):
+        self.requests = []
+
+    def call(self, method, *args):
+        return {"task.create": "OpaqueRef:task", "task.destroy": ""}.get(method)
+
+    def wait_task(self, task, **kw):
+        return ""
+
+    def open_request(self, method, path, query, task=None, length=None, has_body=True):
+        assert method == "PUT" and path == "/import_raw_vdi" and query["chunked"] == "true" and length is None
+        body = bytearray()
+        self.requests.append(body)
+        recorder = self
+
+        class Request:
+            def send(self, data):
+                body.extend(data)
+
+            def getresponse(self):
+                class Response:
+                    status = 200
+
+                    def read(self):
+                        return b""
+                return Response()
+
+            def close(self):
+                recorder.closed = True
+        return Request()
+
+
+def frames_of(body):
+    """[(offset, data)] of an import body, which must end with the terminator."""
+    out, at = [], 0
+    while True:
+        offset, length = struct.unpack_from("<QI", body, at)
+        at += 12
+        if (offset, length) == (0, 0):
+            assert at == len(body)
+            return out
+        out.append((offset, bytes(body[at:at + length])))
+        at += length
+
+
+def test_a_node_is_written_in_one_import_request_whatever_its_batches():
+    """Issue 10: a real host attaches the VDI in dom0 for each import request, so a node's
+    batches share one request, ended by one terminator."""
+    conn = UploadRecorder()
+    pool = datapath.FramePool(capacity=2 * BLOCK)
+    writer = datapath.BatchWriter(conn, "uuid", pool, batch_min=BLOCK, nblocks=16)
+    for block in range(0, 16, 2):            # not adjacent: one frame each, 8 batches at least
+        writer.add(block, bytes([block + 1]) * BLOCK)
+    writer.flush()
+    pool.close()
+    assert len(conn.requests) == 1
+    assert frames_of(conn.requests[0]) == [(b * BLOCK, bytes([b + 1]) * BLOCK) for b in range(0, 16, 2)]
+    assert writer.written == 8 * BLOCK
+
+
+def test_an_idle_import_is_ended_and_the_next_data_opens_another(monkeypatch):
+    monkeypatch.setattr(datapath, "STREAM_IDLE_S", 0.2)
+    conn = UploadRecorder()
+    writer = datapath.BatchWriter(conn, "uuid", batch_min=16 * BLOCK, nblocks=8)
+    writer.add(0, b"a" * BLOCK)              # below batch_min: sent once the wait ran out
+    time.sleep(0.8)
+    assert len(conn.requests) == 1 and frames_of(conn.requests[0]) == [(0, b"a" * BLOCK)]
+    writer.add(3, b"b" * BLOCK)
+    writer.flush()
+    assert len(conn.requests) == 2 and frames_of(conn.requests[1]) == [(3 * BLOCK, b"b" * BLOCK)]
+    assert writer.written == 2 * BLOCK

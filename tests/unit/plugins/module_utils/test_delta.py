@@ -6,7 +6,7 @@ import uuid
 import pytest
 from xapisim import client, scenario
 
-from ansible_collections.xapi.sxm.plugins.module_utils import cleanup, delta, mirror
+from ansible_collections.xapi.sxm.plugins.module_utils import cleanup, datapath, delta, mirror
 from ansible_collections.xapi.sxm.plugins.module_utils import plan as planning
 from ansible_collections.xapi.sxm.plugins.module_utils.xapi import Connection
 
@@ -83,3 +83,29 @@ def test_a_vhd_map_is_refused_on_smapiv3_and_the_ladder_goes_on(pools):
         for vdi in vdis:
             x.xenapi.VDI.destroy(vdi)
     src.logout()
+
+
+def test_a_killed_runs_pending_handler_tasks_are_removed_by_the_next_run(tree):
+    """A run killed between task.create and its request leaves the task pending, which XAPI
+    keeps for 24 h (db_gc_util.ml): the next run of the job removes this disk's, and only
+    those."""
+    src, dst, x, y, vm, the_plan = tree
+    disk = the_plan["disks"][0]
+
+    def run():
+        return mirror.DiskMirror(src, dst, the_plan["tree"], "0", disk["destination_sr_ref"], the_plan["job"],
+                                 tls=the_plan["tls"], dst_tls=planning.nbd_uses_tls(dst)).run()
+    stale_map = x.xenapi.task.create(delta.ALLOCATION_MAP_TASK, delta.allocation_map_description(the_plan["job"], "0"))
+    other_job = x.xenapi.task.create(delta.ALLOCATION_MAP_TASK, delta.allocation_map_description("another", "0"))
+    working_uuid = run().working_uuid
+    stale_import = y.xenapi.task.create(datapath.IMPORT_TASK, datapath.import_description(working_uuid))
+    run()
+    try:
+        assert stale_map not in x.xenapi.task.get_all() and stale_import not in y.xenapi.task.get_all()
+        assert x.xenapi.task.get_status(other_job) == "pending"
+        records = list(x.xenapi.task.get_all_records().values()) + list(y.xenapi.task.get_all_records().values())
+        pending = [r for r in records if r["status"] == "pending" and r["name_label"].startswith("xapi.sxm")]
+        assert pending == [x.xenapi.task.get_record(other_job)]
+    finally:
+        x.xenapi.task.destroy(other_job)
+        cleanup.cleanup(dst, the_plan["job"])
