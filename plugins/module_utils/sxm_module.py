@@ -99,6 +99,8 @@ class SxmModule:
         self.partial = {}          # what is done so far: the partial result of a failure
         self.connections = []
         self.guard = SessionGuard()    # logs out of the sessions if this process is killed
+        if pools:
+            self.guard.start()
         self.cancel = cancelling.Cancel()
         self.fetch_passwords()
         problems = param_problems(self.params)

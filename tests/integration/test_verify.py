@@ -89,3 +89,27 @@ def test_a_written_block_the_destination_did_not_keep_is_found_and_rewritten(poo
     finally:
         src.logout()
         dst.logout()
+
+
+def test_copy_and_default_verification_open_at_most_two_nbd_connections_per_node_and_pool(pools, connect):
+    """Issue 10: each NBD connection is a dom0 attach on a real host. Counted from the pools'
+    side (GET /xapisim/host-costs): on the source one read per node and one for verification,
+    on the destination one read-back per node and one for verification."""
+    x, y = connect(0), connect(1)
+    steps = [("write", "a"), ("snap", "s1"), ("write", "b"), ("snap", "s2"), ("write", "c")]
+    vm, dummy = scenario.build_tree(pools[0], x, "counted", [4 * MiB, 2 * MiB], steps)
+    vm_uuid = x.xenapi.VM.get_uuid(vm)
+    src, dst = connection(pools[0]), connection(pools[1])
+
+    def nbd_connections():
+        return [client.host_costs(p, s)["charged"].get("attach_nbd", 0) for p, s in ((pools[0], x), (pools[1], y))]
+    try:
+        before = nbd_connections()
+        result = migration.migrate(src, dst, migration.Options(vm_uuid, verify=True))
+        opened = [after - was for after, was in zip(nbd_connections(), before, strict=True)]
+        node_disks = result["verified_disks"]
+        assert node_disks == 6
+        assert 0 < opened[0] <= 2 * node_disks and 0 < opened[1] <= 2 * node_disks, opened
+    finally:
+        src.logout()
+        dst.logout()

@@ -67,3 +67,18 @@ def test_a_killed_module_s_payload_folder_is_removed(pools, tmp_path, monkeypatc
     proc.stdin.close()
     assert proc.wait(10) == 0
     assert not folder.exists()
+
+
+def test_a_started_guardian_is_there_before_the_first_login(pools, connect):
+    """SxmModule starts its guardian before it logs in: a module killed between XAPI creating
+    its first session and a guardian starting left that session behind (fault matrix)."""
+    x = connect(0)
+    guard = SessionGuard()
+    guard.start()
+    proc = guard._proc
+    assert proc is not None and proc.poll() is None
+    conn = guarded(pools[0], guard)
+    assert guard._proc is proc          # the login used the guardian already running
+    proc.stdin.close()
+    assert proc.wait(10) == 0
+    assert not alive(x, conn.session_ref)
