@@ -41,19 +41,24 @@ else
 LAYER_DEPS := setup
 endif
 
+# Two pytest-xdist workers, each with its own pair of simulated pools: these layers mostly wait
+# on Ansible and the simulators, and this halves make test on 2 cores. The faults layer counts
+# sessions, processes and temporary files machine-wide, so it runs alone.
+WORKERS := -n 2
+
 unit: $(LAYER_DEPS)
-	@tools/pytest_layer.sh unit tests/unit
+	@tools/pytest_layer.sh unit tests/unit $(WORKERS)
 
 conformance: $(LAYER_DEPS)
-	@tools/pytest_layer.sh conformance tests/conformance
+	@tools/pytest_layer.sh conformance tests/conformance $(WORKERS)
 
 # Clients nobody here wrote, unmodified, against xapisim (Xen Orchestra's xen-api,
 # community.general's XenServer modules); tools/setup.sh installs them.
 thirdparty: $(LAYER_DEPS)
-	@tools/pytest_layer.sh thirdparty tests/thirdparty
+	@tools/pytest_layer.sh thirdparty tests/thirdparty $(WORKERS)
 
 integration: $(LAYER_DEPS)
-	@tools/pytest_layer.sh integration tests/integration
+	@tools/pytest_layer.sh integration tests/integration $(WORKERS)
 
 # The fault matrix: make test runs its quick cases, test-faults all of them (SXM_FAULT_SEED
 # picks the kill moments; the table lands in tests/output/fault-matrix.json), with the other

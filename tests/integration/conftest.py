@@ -6,7 +6,9 @@ import os
 
 import pytest
 
-from harness import AMPLIFICATION, REPO, pool_vars, run_playbook
+from harness import REPO, amplification_row, pool_vars, run_playbook
+
+AMPLIFICATION = []  # the rows of every test, gathered where the summary is printed
 
 
 @pytest.fixture
@@ -28,6 +30,24 @@ def migrate(pools, tmp_path):
                 result = json.load(f)
         return stats, result
     return run
+
+
+@pytest.fixture
+def amplification(request):
+    """amplification(result, tree): bytes written must stay within 1.1x the walk's minimum
+    (issue 3). The row travels as a user property, so that it reaches the summary from
+    pytest-xdist's workers too."""
+    def check(result, tree):
+        row = amplification_row(tree, result)
+        request.node.user_properties.append(("amplification", row))
+        assert row["written_vs_walk"] <= 1.1, row
+        return row
+    return check
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        AMPLIFICATION.extend(value for key, value in report.user_properties if key == "amplification")
 
 
 def pytest_terminal_summary(terminalreporter):
