@@ -20,7 +20,7 @@ import xmlrpc.client
 
 from ansible_collections.xapi.sxm.plugins.module_utils import markers
 from ansible_collections.xapi.sxm.plugins.module_utils.errors import MetadataError, XapiFailure
-from ansible_collections.xapi.sxm.plugins.module_utils.xapi import parse_task_result
+from ansible_collections.xapi.sxm.plugins.module_utils.xapi import parse_task_result, remove_stale_tasks
 
 
 def export_metadata(src, vm_uuid):
@@ -103,7 +103,16 @@ def map_networks(value, network_map, dst_networks):
     return chosen
 
 
-def import_metadata(dst, tar_bytes, vdi_map, dry_run=False):
+IMPORT_TASK = "xapi.sxm metadata import"
+
+
+def import_description(job):
+    """Names the job, so that a re-run holding the job's lock can remove the pending task of a
+    run killed between creating it and sending the import: XAPI keeps a pending task for 24 h."""
+    return "VM metadata import for xapi.sxm job %s" % job
+
+
+def import_metadata(dst, tar_bytes, vdi_map, job, dry_run=False):
     """PUT /import_metadata?restore=true with ``vdi:`` maps; returns the VM refs imported.
     A dry run (check mode) precedes the copy of any disk, so it is forced past the disks that
     do not exist yet; everything else (networks, versions, uuids) is checked by the pool."""
@@ -111,7 +120,7 @@ def import_metadata(dst, tar_bytes, vdi_map, dry_run=False):
     query = {"restore": "true", "force": flag, "dry_run": flag}
     for src_uuid, dst_uuid in sorted(vdi_map.items()):
         query["vdi:%s" % src_uuid] = dst_uuid
-    task = dst.call("task.create", "xapi.sxm metadata import", "")
+    task = dst.call("task.create", IMPORT_TASK, import_description(job))
     response = dst.http("PUT", "/import_metadata", query, body=tar_bytes, task=task)
     body = response.read()
     response.connection.close()
@@ -224,14 +233,16 @@ def exported_metadata(src, dst, vm_uuid, network_map):
 
 
 def import_vm(dst, tar_bytes, pairs, job):
-    """Import the VM and its snapshots (a VM left by an earlier run is replaced); make sure
-    of its markers. Returns the destination VM's ref."""
+    """Import the VM and its snapshots (a VM left by an earlier run is replaced, and so is the
+    pending task of a run killed before its import); make sure of its markers. Runs under the
+    job's lock. Returns the destination VM's ref."""
     old_ref, old_rec = markers.destination_vm(dst, job)
     if old_rec is not None:
         for snap in old_rec["snapshots"]:
             dst.call("VM.destroy", snap)
         dst.call("VM.destroy", old_ref)
-    import_metadata(dst, tar_bytes, pairs)
+    remove_stale_tasks(dst, IMPORT_TASK, import_description(job))
+    import_metadata(dst, tar_bytes, pairs, job)
     dst_ref = dst.call("VM.get_by_uuid", job)
     # a pool that dropped the exported markers still gets them, before anything else happens
     if "start" not in dst.call("VM.get_blocked_operations", dst_ref):

@@ -31,10 +31,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.xapi.sxm.plugins.module_utils import datapath, delta
+import time
+
+from ansible_collections.xapi.sxm.plugins.module_utils import datapath, delta, xapi
 from ansible_collections.xapi.sxm.plugins.module_utils.errors import DataPathError
 from ansible_collections.xapi.sxm.plugins.module_utils.markers import DEVICE, HOLDS, JOB, ROLE, SOURCE, set_key
-from ansible_collections.xapi.sxm.plugins.module_utils.progress import Progress, remove_stale_tasks
+from ansible_collections.xapi.sxm.plugins.module_utils.progress import Progress
 
 # names kept for the code that imported them from here
 MARK_JOB, MARK_ROLE, MARK_SOURCE, MARK_DEVICE = JOB, ROLE, SOURCE, DEVICE
@@ -85,6 +87,7 @@ class DiskResult:
         self.stale_nodes_removed = []  # source uuids whose snapshot no longer exists
         self.read_back = 0             # bytes of W read from the destination to learn its content
         self.written_read_back = 0     # bytes written and read back to check them
+        self.written_read_back_s = 0.0  # seconds of that read-back: verification, not data movement
         self.delta_sources = {}        # "cbt" / "vhd" / "content" -> nodes whose reads it chose
         self.changed = False
 
@@ -96,7 +99,8 @@ class DiskResult:
                 "edge_minimum_bytes": self.edge_minimum, "nodes_mirrored": self.nodes_done,
                 "nodes_already_done": self.nodes_skipped, "stale_nodes_removed": self.stale_nodes_removed,
                 "working_vdi_read_back_bytes": self.read_back,
-                "written_read_back_bytes": self.written_read_back, "delta_sources": dict(self.delta_sources)}
+                "written_read_back_bytes": self.written_read_back,
+                "written_read_back_s": round(self.written_read_back_s, 3), "delta_sources": dict(self.delta_sources)}
 
 
 def find_marked(conn, sr, job, userdevice):
@@ -234,8 +238,8 @@ class DiskMirror:
     def _remove_killed_runs_tasks(self):
         """A run killed between creating a handler's task and sending its request left the
         task pending, which XAPI keeps for 24 h; this disk's (we hold the job's lock) go."""
-        remove_stale_tasks(self.src, delta.ALLOCATION_MAP_TASK, self.deltas.task_description)
-        remove_stale_tasks(self.dst, datapath.IMPORT_TASK, datapath.import_description(self.w_rec["uuid"]))
+        xapi.remove_stale_tasks(self.src, delta.ALLOCATION_MAP_TASK, self.deltas.task_description)
+        xapi.remove_stale_tasks(self.dst, datapath.IMPORT_TASK, datapath.import_description(self.w_rec["uuid"]))
 
     def _remove_from_other_srs(self):
         """What an earlier run made for this disk on another SR (the destination SR was
@@ -342,6 +346,7 @@ class DiskMirror:
         with the source's digests (the default verification relies on it)."""
         if not written:
             return
+        started = time.monotonic()
         records = self.dst.call("VDI.get_nbd_info", vdi_ref)
         with datapath.NbdSource(datapath.pick_nbd_record(records), tls=self.dst_tls) as source:
             back, read = datapath.digests_of_blocks(source, disk.virtual_size, written)
@@ -350,6 +355,7 @@ class DiskMirror:
         self.result.written_read_back += read
         bad = datapath.differing_blocks(digests, back, written)
         back.close()
+        self.result.written_read_back_s += time.monotonic() - started
         if bad:
             # what W holds is no longer known: the next run reads it back whole
             set_key(self.dst, "VDI", self.w_ref, HOLDS, "unknown")

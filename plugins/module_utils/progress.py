@@ -14,7 +14,7 @@ import os
 import threading
 import time
 
-from ansible_collections.xapi.sxm.plugins.module_utils.xapi import XapiFailure
+from ansible_collections.xapi.sxm.plugins.module_utils.xapi import XapiFailure, remove_stale_tasks
 
 TASK_INTERVAL = 1.0     # seconds between task.set_progress calls (XenCenter polls about as often)
 FILE_INTERVAL = 0.5
@@ -129,16 +129,6 @@ class Progress:
             except XapiFailure:
                 pass
         self.tasks = []
-
-
-def remove_stale_tasks(conn, label, description):
-    try:
-        tasks = conn.call("task.get_all_records_where", 'field "name__label"="%s"' % label.replace('"', '\\"'))
-        for ref, rec in tasks.items():
-            if rec["status"] == "pending" and rec["name_description"] == description:
-                conn.call("task.destroy", ref)
-    except XapiFailure:
-        pass  # progress is a courtesy; a task we may not remove stays
 
 
 def write_json_atomically(path, data):

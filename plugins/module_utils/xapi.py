@@ -285,6 +285,19 @@ class Connection:
         return conn
 
 
+def remove_stale_tasks(conn, label, description):
+    """Destroy the pending tasks named ``label`` with ``description``: those a run killed
+    before its request reached XAPI left behind (XAPI keeps a pending task for 24 h). Only
+    for names a single run at a time uses, under its job's lock."""
+    try:
+        tasks = conn.call("task.get_all_records_where", 'field "name__label"="%s"' % label.replace('"', '\\"'))
+        for ref, rec in tasks.items():
+            if rec["status"] == "pending" and rec["name_description"] == description:
+                conn.call("task.destroy", ref)
+    except XapiFailure:
+        pass  # a task we may not remove stays, and does no harm but its 24 h
+
+
 def parse_task_result(text):
     """task.result is an XML-RPC value fragment: a ref, a string, or an array of them."""
     if not text:

@@ -109,7 +109,9 @@ edge_minimum_bytes:
   returned: when data moved
   type: int
 timings:
-  description: Seconds spent moving data (C(data_s)).
+  description:
+    - Seconds the step took (C(data_s)), reading back what was written included, and the
+      seconds of that read-back summed over the disks (C(written_read_back_s)).
   returned: when data moved
   type: dict
 """

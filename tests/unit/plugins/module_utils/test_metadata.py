@@ -131,3 +131,36 @@ def test_host_devices_stay_behind():
     assert [o["class"] for o in out["objects"]] == ["VM", "VDI"]
     vm = out["objects"][0]["snapshot"]
     assert vm["other_config"] == {"k": "v"} and vm["VGPUs"] == [] and vm["VUSBs"] == []
+
+
+def test_an_import_replaces_the_pending_task_a_killed_run_left(pools, source):
+    """A run killed between task.create and its import leaves the task pending for 24 h (XAPI's
+    db_gc_util.ml): the next import of the job removes it, and only it."""
+    y = client.login(pools[1])
+    job = source.vm_uuid
+    stale = y.xenapi.task.create(metadata.IMPORT_TASK, metadata.import_description(job))
+    other = y.xenapi.task.create(metadata.IMPORT_TASK, metadata.import_description("another"))
+    sr = scenario.default_sr(y)
+    pairs = {}
+    for owner in source.x.xenapi.VM.get_snapshots(source.vm) + [source.vm]:
+        for vdi in scenario.disks(source.x, owner).values():
+            made = y.xenapi.VDI.create({
+                "name_label": "meta-unit", "name_description": "", "SR": sr, "type": "user",
+                "virtual_size": source.x.xenapi.VDI.get_virtual_size(vdi), "sharable": False,
+                "read_only": False, "other_config": {}, "xenstore_data": {}, "sm_config": {}, "tags": []})
+            pairs[source.x.xenapi.VDI.get_uuid(vdi)] = y.xenapi.VDI.get_uuid(made)
+    common = source.x.xenapi.network.get_name_label(scenario.nbd_network(source.x))
+    tar, dummy = metadata.exported_metadata(source.src, source.dst, job, {source.lonely: common})
+    try:
+        vm = metadata.import_vm(source.dst, tar, pairs, job)
+        assert stale not in y.xenapi.task.get_all()
+        assert y.xenapi.task.get_status(other) == "pending"
+        assert [ref for ref, r in y.xenapi.task.get_all_records().items()
+                if r["status"] == "pending" and r["name_label"] == metadata.IMPORT_TASK] == [other]
+        for owner in y.xenapi.VM.get_snapshots(vm) + [vm]:
+            y.xenapi.VM.destroy(owner)
+    finally:
+        y.xenapi.task.destroy(other)
+        for dst_uuid in pairs.values():
+            y.xenapi.VDI.destroy(y.xenapi.VDI.get_by_uuid(dst_uuid))
+        y.xenapi.session.logout()
