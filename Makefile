@@ -41,9 +41,8 @@ else
 LAYER_DEPS := setup
 endif
 
-# Two pytest-xdist workers, each with its own pair of simulated pools: these layers mostly wait
-# on Ansible and the simulators, and this halves make test on 2 cores. The faults layer counts
-# sessions, processes and temporary files machine-wide, so it runs alone.
+# Two pytest-xdist workers, each with its own pair of simulated pools: the layers mostly wait
+# on Ansible and the simulators, and this halves their time on 2 cores.
 WORKERS := -n 2
 
 unit: $(LAYER_DEPS)
@@ -67,8 +66,10 @@ integration: $(LAYER_DEPS)
 faults: $(LAYER_DEPS)
 	@tools/pytest_layer.sh faults tests/faults -m quick
 
+# The whole matrix on two workers, each with its own pools and Ansible folders
+# (tests/faults/ansible_dirs.py): its cases mostly wait for kills, timeouts and re-runs.
 test-faults: setup
-	@tools/pytest_layer.sh faults tests/faults
+	@tools/pytest_layer.sh faults tests/faults $(WORKERS)
 
 # Long runs, kept out of `make test` (each takes a quarter of an hour or more).
 test-long: setup

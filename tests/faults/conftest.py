@@ -16,12 +16,23 @@ _spec.loader.exec_module(_integration)
 migrate = _integration.migrate
 
 
+ROWS = []  # every case's row, gathered where the table is printed
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "quick: the fault-matrix cases that make test runs")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        from ansible_dirs import isolate_worker
+        isolate_worker(worker)
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        ROWS.extend(value for key, value in report.user_properties if key == "fault_matrix_row")
 
 
 def pytest_terminal_summary(terminalreporter):
-    from test_fault_matrix import ROWS
     if not ROWS:
         return
     out = os.path.join(os.path.dirname(HERE), "output")

@@ -22,6 +22,7 @@ import pytest
 from xapisim import client, scenario
 from xapisim.testing import xapisim
 
+from ansible_dirs import ansible_async_dir, ansible_tmp_dir
 from checks import assert_migrated, assert_nothing_left_behind, disks_by_node, inventory, snapshot_tree
 from harness import REPO, pool_vars
 from test_locks import module_pids
@@ -38,7 +39,6 @@ LOCK_TIMEOUT = 6
 TREE = [("write", "a"), ("snap", "s1"), ("write", "b"), ("snap", "s2"), ("revert", "s1"),
         ("write", "c"), ("snap", "s3"), ("write", "d")]
 ERROR = ["INTERNAL_ERROR", "injected by the fault matrix"]
-ROWS = []
 
 
 def call(pool, method, nth=1):
@@ -145,14 +145,14 @@ def restart_pools(state_dir):
 
 @pytest.mark.parametrize("name, step, fault, disposition, quick",
                          [pytest.param(*c, id=c[0], marks=[pytest.mark.quick] if c[4] else []) for c in CASES])
-def test_fault_then_rerun(name, step, fault, disposition, quick, pools, state_dir, connect, tmp_path):
+def test_fault_then_rerun(name, step, fault, disposition, quick, pools, state_dir, connect, tmp_path, request):
     x, y = connect(0), connect(1)
     size = [8 * MiB, 4 * MiB] if fault[0] in ("kill", "restart") else [2 * MiB, 1 * MiB]
     vm, dummy = scenario.build_tree(pools[0], x, "faults-%s" % uuid.uuid4().hex[:6], size, TREE)
     vm_uuid = x.xenapi.VM.get_uuid(vm)
     before_src, before_dst = source_state(x, vm_uuid), inventory(y)
     expected = tree_and_bytes(x, vm_uuid) if disposition == "destroy" else None
-    tmp_dir, async_dir = os.path.expanduser("~/.ansible/tmp"), os.path.expanduser("~/.ansible_async")
+    tmp_dir, async_dir = ansible_tmp_dir(), ansible_async_dir()
     before_tmp, before_async = listing(tmp_dir), listing(async_dir)
     before_sessions = live_sessions(pools[0]) + live_sessions(pools[1])
     before_payloads = payload_dirs()
@@ -237,7 +237,7 @@ def test_fault_then_rerun(name, step, fault, disposition, quick, pools, state_di
         # every result file the case's runs left: also a killed module's crash record, which names no VM
         ansible_async=len(new_entries(async_dir, before_async)),
         secrets=len(leaks(pools, state_dir, since, report_dir)))
-    ROWS.append(row)
+    request.node.user_properties.append(("fault_matrix_row", row))
     # a SIGKILLed module's sessions are logged out by its guardian (session_guard.py)
     assert (row["pending_tasks"], row["lock_keys"], row["sessions"], row["ansible_tmp"], row["ansible_local_caches"],
             row["payload_dirs"], row["ansible_async"], row["secrets"]) == (0, 0, 0, 0, 0, 0, 0, 0), row

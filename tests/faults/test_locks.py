@@ -17,6 +17,7 @@ import uuid
 import pytest
 from xapisim import scenario
 
+from ansible_dirs import ansible_async_dir
 from checks import assert_migrated
 from harness import REPO, pool_vars, run_playbook
 
@@ -83,7 +84,7 @@ def module_pids(tag, name="vdi_mirror", wrapper_too=False):
 def orphan_results(vm_uuid):
     """The error codes (or, for a result without one, its start) of the async job results
     that name the VM, removed once read: with its controller gone, nobody else reads them."""
-    folder = os.path.expanduser(os.environ.get("ANSIBLE_ASYNC_DIR", "~/.ansible_async"))
+    folder = ansible_async_dir()
     codes = []
     for path in glob.glob(os.path.join(folder, "*")):
         with open(path) as f:

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 
+from ansible_dirs import ansible_async_dir
 from checks import assert_migrated
 from harness import REPO, pool_vars
 from test_locks import LOCK_TIMEOUT, ORPHAN_TIMEOUT, module_pids, slow_vm, wait_for
@@ -77,7 +78,7 @@ def leaks(pools, state_dir, since, report_dir):
     """Where any secret can be read: files (changed since ``since``) and processes."""
     secrets = pool_secrets(pools, state_dir)
     found = []
-    roots = [HOME, "/tmp", report_dir, os.environ.get("ANSIBLE_ASYNC_DIR", os.path.join(HOME, ".ansible_async"))]
+    roots = [HOME, "/tmp", report_dir, ansible_async_dir()]
     # toolchains and caches that a run never writes (walking them costs seconds)
     skip = {state_dir} | {os.path.join(HOME, d) for d in TOOL_DIRS}
     for path in set(regular_files([r for r in roots if os.path.isdir(r)], since, skip)):
