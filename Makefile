@@ -64,7 +64,7 @@ integration: $(LAYER_DEPS)
 # kill and interrupt tests: locks taken over, secrets after kills, Ctrl-C, expired sessions,
 # re-runs after the source changed and after a destroy (A -> B -> C and back), rollbacks.
 faults: $(LAYER_DEPS)
-	@tools/pytest_layer.sh faults tests/faults -m quick
+	@tools/pytest_layer.sh faults tests/faults -m quick $(WORKERS)
 
 # The whole matrix on two workers, each with its own pools and Ansible folders
 # (tests/faults/ansible_dirs.py): its cases mostly wait for kills, timeouts and re-runs.

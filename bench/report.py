@@ -223,9 +223,10 @@ in a child process (`bench/mover.py`) as the `vm_migrate` module runs it, with
 verification's first half: it is not data movement, and it is counted with the verification
 (`verify.ratio_default`); the full copy's ratios with it are in results.json
 (`ratio_both_at_once_with_read_back_*`). The real-host and parallel-disk figures keep the
-whole `data_s`. The destination is emptied before each run. Baseline runs are repeated {repeats}x and the median is used (`*_runs` in results.json
-lists every run); where ours is compared with a baseline run by run, the two are interleaved
-and the ratio is the median of the per-run ratios.
+whole `data_s`. The destination is emptied before each run. Baseline runs are repeated
+{repeats}x and the median is used (`*_runs` in results.json lists every run); where ours is
+compared with a baseline run by run, the two are interleaved and the ratio is the median of
+the per-run ratios.
 
 1. **Full copy.** One 4 GiB disk with random data in 4 MiB stripes every 8 MiB (50 %
    allocated), over plaintext and TLS NBD (network purpose `insecure_nbd` or `nbd`; the

@@ -19,13 +19,13 @@ import os
 import shutil
 import socket
 import struct
-import tempfile
 import threading
 import time
 
 from ansible_collections.xapi.sxm.plugins.module_utils.blockmap import BlockMap
 from ansible_collections.xapi.sxm.plugins.module_utils.digests import DIGEST, ZERO_DIGEST, DigestStore
 from ansible_collections.xapi.sxm.plugins.module_utils.errors import DataPathError
+from ansible_collections.xapi.sxm.plugins.module_utils.session_guard import private_folder
 
 try:
     import nbd
@@ -151,8 +151,7 @@ class NbdSource:
 
     def open(self):
         if self.tls:
-            self.certdir = tempfile.mkdtemp(prefix="sxm-nbd-")
-            os.chmod(self.certdir, 0o700)
+            self.certdir = private_folder("sxm-nbd-")
             with open(os.path.join(self.certdir, "ca-cert.pem"), "w") as f:
                 f.write(self.record["cert"])
             if not hasattr(nbd.NBD, "set_tls_hostname") or not self.record.get("subject"):

@@ -23,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 
 
@@ -34,6 +35,15 @@ def payload_folder():
         if entry.endswith("_payload.zip") and os.path.basename(folder).startswith("ansible_"):
             return folder
     return None
+
+
+def private_folder(prefix):
+    """A new folder only this user can read, for a module's own files (an NBD server's
+    certificate): inside the payload folder when Ansible runs the module, so that the
+    guardian removes it with the payload if the module is killed before removing it."""
+    folder = tempfile.mkdtemp(prefix=prefix, dir=payload_folder())
+    os.chmod(folder, 0o700)
+    return folder
 
 
 GUARDIAN = r"""

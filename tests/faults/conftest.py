@@ -24,7 +24,14 @@ def pytest_configure(config):
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker:
         from ansible_dirs import isolate_worker
-        isolate_worker(worker)
+        config.sxm_worker_folder = isolate_worker(worker)
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "sxm_worker_folder", None)
+    if folder:
+        from ansible_dirs import remove_if_empty
+        remove_if_empty(folder)
 
 
 def pytest_runtest_logreport(report):

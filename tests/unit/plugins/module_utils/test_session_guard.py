@@ -3,9 +3,11 @@ killed), the guardian logs out of every session it was told of and not told to f
 "done" it logs out of nothing. Against a simulated pool: whether a session lives is asked with
 another session."""
 
+import os
+
 import XenAPI
 
-from ansible_collections.xapi.sxm.plugins.module_utils.session_guard import SessionGuard
+from ansible_collections.xapi.sxm.plugins.module_utils.session_guard import SessionGuard, private_folder
 from ansible_collections.xapi.sxm.plugins.module_utils.xapi import Connection
 
 
@@ -57,10 +59,14 @@ def test_the_guardian_s_command_line_holds_no_session(pools):
 
 
 def test_a_killed_module_s_payload_folder_is_removed(pools, tmp_path, monkeypatch):
+    """With the folders the module made for its own files (an NBD certificate), which a kill
+    left in the temp dir until they were made inside the payload (fault matrix, 2026-12-02)."""
     folder = tmp_path / "ansible_xapi.sxm.vdi_mirror_payload_abc"
     folder.mkdir()
     (folder / "ansible_xapi.sxm.vdi_mirror_payload.zip").write_bytes(b"zip")
     monkeypatch.syspath_prepend(str(folder / "ansible_xapi.sxm.vdi_mirror_payload.zip"))
+    certs = private_folder("sxm-nbd-")
+    assert os.path.dirname(certs) == str(folder) and os.stat(certs).st_mode & 0o777 == 0o700
     guard = SessionGuard()
     guarded(pools[0], guard)
     proc = guard._proc
