@@ -8,7 +8,6 @@ THRESHOLDS = [
     ("full_copy.ratio_both_at_once_tls", "<= 1.15", lambda v, r: v <= 1.15),
     ("full_copy.cpu_ratio_plain", "<= 1.5", lambda v, r: v <= 1.5),
     ("full_copy.cpu_ratio_tls", "<= 1.5", lambda v, r: v <= 1.5),
-    ("sparse.ratio_with_block_status", "<= 1.5", lambda v, r: v <= 1.5),
     ("sparse.ratio_vhd_vs_block_status", "<= 1.3", lambda v, r: v <= 1.3),
     ("sparse.speedup_vhd_vs_whole_read", ">= 10", lambda v, r: v >= 10),
     ("chain_clustered.read_amplification_vhd", "<= 1.2", lambda v, r: v <= 1.2),
@@ -103,7 +102,8 @@ def rows(results):
                                                       fmt(g("full_copy.curl_machine_cpu_s"), " s")),
                     fmt(g("full_copy.ratio_cpu_bound_" + mode)), "none", "-"))
     for mode, label, key, bound in (
-            ("block_status", "block status offered", "sparse.ratio_with_block_status", "<= 1.5"),
+            ("block_status", "block status offered (issue 4's bound, withdrawn: each half alone)",
+             "sparse.ratio_with_block_status", "none"),
             ("vhd", "no block status (XAPI), VHD allocation map", "sparse.ratio_vhd", "none"),
             ("whole", "no block status, read whole", "sparse.ratio_whole_read", "none")):
         out.append(("Sparse 16 GiB, 2 %% allocated, %s: data time" % label,
@@ -239,7 +239,9 @@ the per-run ratios.
    (frames of 4 MiB, the same bytes the mirror writes), timed until its task succeeds;
    {repeats} runs of both at once, each followed by one of ours. `cpu_ratio_*` is our
    process's CPU seconds (every thread: NBD, TLS, zero tests, hashing, HTTPS) over the two
-   tools' own (each run alone, `RUSAGE_CHILDREN`). Issue 4's bound against the slower half
+   tools' own (each run alone, `RUSAGE_CHILDREN`), less the CPU of the read-back of what was
+   written (`timings.written_read_back_cpu_s`, each reading thread's own `thread_time`), which
+   is verification as its seconds are; `cpu_ratio_with_read_back_*` keeps it. Issue 4's bound against the slower half
    run *alone* (ratio <= 1.11) assumed the halves overlap for free; issue 10 withdrew it (see
    the last section), and the figure stays in the table without a bound.
 2. **Sparse disk.** 16 GiB with 1 MiB of random data every 50 MiB (2 % allocated). The
@@ -250,7 +252,10 @@ the per-run ratios.
    block status; the mirror reads the allocation table of `GET /export_raw_vdi?format=vhd`
    and drops the stream, then reads only the 2 MiB blocks it names), *whole* (neither: every
    byte read). `ratio_vhd_vs_block_status` and `speedup_vhd_vs_whole_read` are the medians of
-   the per-run ratios.
+   the per-run ratios, after one untimed run of each of the first two (the first run after the
+   disk is made pays for the pools' cold caches). Issue 4 bounded the block-status time
+   against the halves *alone* (<= 1.5); issue 10 withdrew such bounds (both pools and the
+   mover share 2 cores here), and the figure stays without one.
 3. **Snapshot chain and tree.** A 2 GiB disk fully written with random data, CBT enabled,
    then 8 snapshots (chain: one after the other; tree: with 3 reverts, so 3 branches are
    abandoned) and a last change on the VM's own disk; every change rewrites a random 5 % of

@@ -146,6 +146,7 @@ class NbdSource:
         self.multi_conn_bytes = MULTI_CONN_BYTES
         self.handle = None
         self.extra = []               # further connections, opened for a large read plan
+        self.worker_cpu_s = 0.0       # CPU the further connections' threads spent (not the caller's)
         self.certdir = None
         self.host = record["address"]
 
@@ -228,6 +229,7 @@ class NbdSource:
         errors = []
 
         def worker():
+            started = time.thread_time()
             try:
                 h = self._connect()
                 with serial:
@@ -236,6 +238,9 @@ class NbdSource:
             except Exception as e:  # noqa: BLE001 - raised in the calling thread
                 errors.append(e)
                 stop.set()
+            finally:
+                with serial:
+                    self.worker_cpu_s += time.thread_time() - started
         threads = [threading.Thread(target=worker, daemon=True) for dummy in range(1, wanted)]
         for t in threads:
             t.start()

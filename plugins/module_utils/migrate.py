@@ -101,7 +101,8 @@ def mirror_step(src, dst, the_plan, options, check_mode=False, cancel=None, on_d
     # the read-back of what was written is the default verification's first half, timed apart
     # (summed over disks mirrored side by side, so it may exceed their share of data_s)
     result["timings"] = {"data_s": round(time.time() - started, 3),
-                         "written_read_back_s": round(sum(d["written_read_back_s"] for d in result["disks"]), 3)}
+                         "written_read_back_s": round(sum(d["written_read_back_s"] for d in result["disks"]), 3),
+                         "written_read_back_cpu_s": round(sum(d["written_read_back_cpu_s"] for d in result["disks"]), 3)}
     return result
 
 

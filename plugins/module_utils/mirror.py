@@ -88,6 +88,7 @@ class DiskResult:
         self.read_back = 0             # bytes of W read from the destination to learn its content
         self.written_read_back = 0     # bytes written and read back to check them
         self.written_read_back_s = 0.0  # seconds of that read-back: verification, not data movement
+        self.written_read_back_cpu_s = 0.0  # and the CPU it spent, every thread of it
         self.delta_sources = {}        # "cbt" / "vhd" / "content" -> nodes whose reads it chose
         self.changed = False
 
@@ -100,7 +101,9 @@ class DiskResult:
                 "nodes_already_done": self.nodes_skipped, "stale_nodes_removed": self.stale_nodes_removed,
                 "working_vdi_read_back_bytes": self.read_back,
                 "written_read_back_bytes": self.written_read_back,
-                "written_read_back_s": round(self.written_read_back_s, 3), "delta_sources": dict(self.delta_sources)}
+                "written_read_back_s": round(self.written_read_back_s, 3),
+                "written_read_back_cpu_s": round(self.written_read_back_cpu_s, 3),
+                "delta_sources": dict(self.delta_sources)}
 
 
 def find_marked(conn, sr, job, userdevice):
@@ -346,7 +349,7 @@ class DiskMirror:
         with the source's digests (the default verification relies on it)."""
         if not written:
             return
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), time.thread_time()
         records = self.dst.call("VDI.get_nbd_info", vdi_ref)
         with datapath.NbdSource(datapath.pick_nbd_record(records), tls=self.dst_tls) as source:
             back, read = datapath.digests_of_blocks(source, disk.virtual_size, written)
@@ -356,6 +359,7 @@ class DiskMirror:
         bad = datapath.differing_blocks(digests, back, written)
         back.close()
         self.result.written_read_back_s += time.monotonic() - started
+        self.result.written_read_back_cpu_s += time.thread_time() - cpu_started + source.worker_cpu_s
         if bad:
             # what W holds is no longer known: the next run reads it back whole
             set_key(self.dst, "VDI", self.w_ref, HOLDS, "unknown")

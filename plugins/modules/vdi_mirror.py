@@ -111,7 +111,8 @@ edge_minimum_bytes:
 timings:
   description:
     - Seconds the step took (C(data_s)), reading back what was written included, and the
-      seconds of that read-back summed over the disks (C(written_read_back_s)).
+      seconds of that read-back summed over the disks (C(written_read_back_s)) with the CPU
+      seconds it spent (C(written_read_back_cpu_s)).
   returned: when data moved
   type: dict
 """

@@ -70,6 +70,7 @@ def test_a_written_block_the_destination_did_not_keep_is_found_and_rewritten(poo
         result = migration.migrate(src, dst, migration.Options(vm_uuid, verify=True))
         written = sum(d["bytes_written"] for d in result["disks"])
         assert sum(d["written_read_back_bytes"] for d in result["disks"]) >= written > 0
+        assert result["timings"]["written_read_back_cpu_s"] > 0
         # the default depth reads a sample: at most what was written plus 2 x 1 % of the nodes
         nodes = [n for n in treemod.discover(src, vm).carried_snapshots()] + [treemod.discover(src, vm).vm]
         sizes = sum(d.virtual_size for n in nodes for d in n.disks.values())
