@@ -35,8 +35,13 @@ options:
     default: {}
   mode:
     description:
-      - V(cold) migrates a halted VM. V(auto) picks V(cold) for a halted VM.
-      - V(warm) (running VMs) is not available yet.
+      - V(cold) migrates a halted VM and refuses a running one.
+      - V(warm) migrates a running VM while it runs and stops it only for the last changes
+        (see O(xapi.sxm.vdi_mirror#module:max_passes)); a halted VM moves cold.
+      - V(auto), the default, is V(warm) for a running VM and V(cold) for a halted one.
+        Earlier releases refused running VMs in V(auto); it now moves them, stopping them at
+        cut-over.
+      - Suspended VMs and snapshots with memory (checkpoints) are refused (not built yet).
     type: str
     choices: [auto, cold, warm]
     default: auto

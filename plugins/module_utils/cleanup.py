@@ -16,7 +16,7 @@ __metaclass__ = type
 
 import json
 
-from ansible_collections.xapi.sxm.plugins.module_utils import markers
+from ansible_collections.xapi.sxm.plugins.module_utils import markers, tree as treemod, warm
 from ansible_collections.xapi.sxm.plugins.module_utils.errors import StateError
 
 
@@ -33,10 +33,14 @@ def rollback(src, dst, job, src_vm, include_complete=False, restore=True, check_
     Returns {removed: {vms, vdis}, restored: [line], left: [line]}."""
     dummy, vm_rec = markers.destination_vm(dst, job)
     check_removable(job, vm_rec, include_complete, src_vm)
-    restored, left = [], []
+    restored, left, transients = [], [], 0
     if restore and src_vm is not None:
         restored, left = restore_source(src, src_vm[0], src_vm[1], recorded_source(vm_rec), check_mode)
-    return {"removed": cleanup(dst, job, check_mode), "restored": restored, "left": left}
+    if src_vm is not None and not check_mode:
+        # a warm run killed outright leaves its transient snapshots on the source
+        transients = warm.remove_transients(src, list(treemod.discover(src, src_vm[0]).vm.disks.values()), job)
+    return {"removed": cleanup(dst, job, check_mode), "restored": restored, "left": left,
+            "transient_snapshots_removed": transients}
 
 
 def check_removable(job, vm_rec, include_complete, src_vm):

@@ -44,6 +44,20 @@ def complete(dst, dst_ref, dst_rec, check_mode):
     return True
 
 
+def reblock(dst, job):
+    """After a failure inside a warm migration's downtime: the destination VM, if there is
+    one, is blocked and not complete again, so that nothing starts it before a re-run."""
+    ref, rec = markers.destination_vm(dst, job)
+    if rec is None:
+        return
+    if "start" not in rec["blocked_operations"]:
+        dst.call("VM.add_to_blocked_operations", ref, "start", markers.BLOCK_REASON)
+    if markers.state_of(rec) == "complete":
+        markers.set_key(dst, "VM", ref, markers.STATE, "verified")
+    if dst.call("VM.get_power_state", ref) != "Halted":
+        dst.call("VM.hard_shutdown", ref)
+
+
 def apply_disposition(src, dst, the_plan, dst_rec, how, check_mode):
     """keep: nothing; block: the source may no longer start; destroy: the source VM, its
     snapshots and their disks are removed. Returns whether anything changed."""

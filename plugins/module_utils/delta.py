@@ -131,6 +131,19 @@ class DeltaFinder:
                 return blocks, name
         return None, "content"
 
+    def since(self, older, newer):
+        """Like ``between``, for ``newer`` taken later in ``older``'s own history (a warm
+        migration's transient snapshot, or the halted leaf, after the snapshot ``older``):
+        CBT is asked for the two directly, which the tree's nodes alone cannot name."""
+        nblocks = (newer.virtual_size + BLOCK - 1) // BLOCK
+        if self.use_cbt and older.cbt_enabled and newer.cbt_enabled:
+            try:
+                bitmap = self.conn.call("VDI.list_changed_blocks", older.vdi_ref, newer.vdi_ref)
+                return BlockMap.from_cbt(bitmap, nblocks), "cbt"
+            except Exception:  # noqa: BLE001 - CBT is an optimisation; content comparison is exact
+                pass
+        return self.between(older, newer)
+
     def allocated(self, disk):
         """(BlockMap of blocks that may hold data, or None when unknown, the source's name)
         for a first node: what is outside reads zero."""

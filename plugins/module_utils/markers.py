@@ -23,6 +23,7 @@ HOLDS = "sxm:holds"            # working VDI: what it holds, see mirror.py
 STATE = "sxm:state"            # VM: imported | verified | complete
 VERIFIED = "sxm:verified"      # VM: fingerprint of the source state that was verified
 SOURCE_BEFORE = "sxm:source_before"  # VM: the source's blocked_operations, tags, power state (JSON)
+TRANSIENT = "sxm:transient"    # source VDIs: a warm job's transient snapshot (the job's uuid)
 
 STATES = ("imported", "verified", "complete")
 BLOCK_REASON = "xapi.sxm: migration of this VM is not complete"

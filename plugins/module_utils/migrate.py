@@ -15,10 +15,10 @@ __metaclass__ = type
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.xapi.sxm.plugins.module_utils import cutover, datapath, markers, metadata, mirror
+from ansible_collections.xapi.sxm.plugins.module_utils import cutover, datapath, markers, metadata, mirror, warm
 from ansible_collections.xapi.sxm.plugins.module_utils import plan as planning, verify as verification
 from ansible_collections.xapi.sxm.plugins.module_utils import tree as treemod
-from ansible_collections.xapi.sxm.plugins.module_utils.errors import StateError
+from ansible_collections.xapi.sxm.plugins.module_utils.errors import StateError, SxmError
 from ansible_collections.xapi.sxm.plugins.module_utils.progress import Progress
 from ansible_collections.xapi.sxm.plugins.module_utils.report import merge_results
 
@@ -75,14 +75,16 @@ def mirror_step(src, dst, the_plan, options, check_mode=False, cancel=None, on_d
         if not nbd_checked:
             planning.check_nbd(src, the_plan)
 
-        def mirror_disk(disk):
-            return mirror.DiskMirror(src, dst, the_plan["tree"], disk["userdevice"], disk["destination_sr_ref"],
+        mirrors = [mirror.DiskMirror(src, dst, the_plan["tree"], disk["userdevice"], disk["destination_sr_ref"],
                                      the_plan["job"], tls=the_plan["tls"], use_cbt=options.use_cbt,
                                      use_vhd_maps=options.use_vhd_maps,
                                      progress=progress, limiter=limiter, connections=options.nbd_connections,
-                                     dst_tls=dst_tls, cancel=cancel).run()
+                                     dst_tls=dst_tls, cancel=cancel)
+                   for disk in the_plan["disks"]]
+        running = the_plan["mode"] == "warm"
         failures = []
-        for r, error in mirror_disks_side_by_side(the_plan["disks"], mirror_disk, options.nbd_connections):
+        # a running VM's disks change: only their snapshots are mirrored here, the leaves by passes
+        for r, error in side_by_side(mirrors, lambda m: m.run(sync_leaf=not running), options.nbd_connections):
             if error is not None:
                 failures.append(error)
                 continue
@@ -92,6 +94,9 @@ def mirror_step(src, dst, the_plan, options, check_mode=False, cancel=None, on_d
                 on_disk(result)
         if failures:
             raise failures[0]
+        if running:
+            result.update(warm_cutover(src, dst, the_plan, options, mirrors, cancel))
+            result["disks"] = [m.result.to_dict() for m in mirrors]
         ok = True
     finally:
         progress.finish(ok)
@@ -106,7 +111,7 @@ def mirror_step(src, dst, the_plan, options, check_mode=False, cancel=None, on_d
     return result
 
 
-def mirror_disks_side_by_side(disks, mirror_disk, nbd_connections):
+def side_by_side(disks, mirror_disk, nbd_connections):
     """[(result, None) or (None, exception)] per disk, in the plan's order, the disks
     mirrored PARALLEL_DISKS at a time (a host's fixed costs and per-connection rates are paid
     side by side), never more NBD connections than XAPI serves per host: each disk reads with
@@ -122,6 +127,99 @@ def mirror_disks_side_by_side(disks, mirror_disk, nbd_connections):
             except BaseException as e:  # noqa: BLE001 - the caller raises it, after every disk ended
                 outcomes.append((None, e))
     return outcomes
+
+
+def each_disk(mirrors, work, nbd_connections):
+    """``work(mirror)`` for every disk side by side; the first failure raised after all ended."""
+    errors = [error for result, error in side_by_side(mirrors, work, nbd_connections) if error is not None]
+    if errors:
+        raise errors[0]
+
+
+def warm_cutover(src, dst, the_plan, options, mirrors, cancel=None):
+    """A running VM (warm.py): passes from transient snapshots while it runs, then the
+    downtime. Its transient snapshots are always removed. Returns the result's warm part."""
+    settings, job, tree = options.warm, the_plan["job"], the_plan["tree"]
+    leaves = [tree.vm.disks[m.userdevice] for m in mirrors]
+    named = {m.held.disk.uuid for m in mirrors if m.held.marker.startswith("transient:")}
+    warm.remove_transients(src, leaves, job, keep=named)
+    passes = []
+    try:
+        while not passes or not warm.converged(passes, settings):
+            if cancel is not None:
+                cancel.check()
+            passes.append(converge_pass(src, mirrors, tree, job, len(passes) + 1, options.nbd_connections))
+        found = downtime(src, dst, the_plan, options, mirrors)
+    finally:
+        warm.remove_transients(src, leaves, job)
+    last = passes[-1]["bytes_written"]
+    if last > settings.cutover_bytes:
+        found["warnings"] = ["the passes did not converge below cutover_bytes (%d bytes): the last wrote %d bytes, "
+                             "and the downtime carried what the guest wrote since" % (settings.cutover_bytes, last)]
+    found["warm"].update(passes=passes, cutover=settings.cutover, converged=last <= settings.cutover_bytes)
+    return found
+
+
+def written_and_read(mirrors):
+    return (sum(m.result.bytes_written for m in mirrors), sum(m.result.bytes_read for m in mirrors))
+
+
+def converge_pass(src, mirrors, tree, job, number, nbd_connections):
+    """One pass: each running disk's W brought to a new transient snapshot; the previous one
+    goes. Returns the pass's figures."""
+    started = time.time()
+    written, read = written_and_read(mirrors)
+
+    def one(m):
+        previous = m.held.disk if m.held.marker.startswith("transient:") else None
+        m.sync_to(warm.take_transient(src, tree.vm.disks[m.userdevice], job), mirror.transient_marker)
+        if previous is not None:
+            src.call("VDI.destroy", previous.vdi_ref)
+    each_disk(mirrors, one, nbd_connections)
+    now_written, now_read = written_and_read(mirrors)
+    return {"pass": number, "bytes_written": now_written - written, "bytes_read": now_read - read,
+            "seconds": round(time.time() - started, 3)}
+
+
+def downtime(src, dst, the_plan, options, mirrors):
+    """The one window the VM is stopped, in this one call: shutdown, the final delta from the
+    halted disks (each written block read back), metadata, the trees compared, the destination
+    started. A failure after the shutdown starts the source again and leaves the destination
+    blocked for a re-run."""
+    vm_ref, job, tree = the_plan["vm_ref"], the_plan["job"], the_plan["tree"]
+    stop_requested = time.time()
+    how = warm.shut_down(src, vm_ref, the_plan["vm"]["name_label"], options.warm)
+    halted = time.time()
+    written, read = written_and_read(mirrors)
+    try:
+        each_disk(mirrors, lambda m: m.sync_to(tree.vm.disks[m.userdevice], mirror.leaf_marker),
+                  options.nbd_connections)
+        final_written, final_read = written_and_read(mirrors)
+        imported = metadata_step(src, dst, the_plan, options)
+        dst_ref, dst_rec = markers.destination_vm(dst, job)
+        found = verification.verify_records(dst, tree, dst_ref, required_pairs(dst, the_plan))
+        markers.set_key(dst, "VM", dst_ref, markers.VERIFIED, found.pop("fingerprint"))
+        markers.set_key(dst, "VM", dst_ref, markers.STATE, "verified")
+        cutover.complete(dst, dst_ref, dst.call("VM.get_record", dst_ref), False)
+        dst.call("VM.start", dst_ref, False, False)
+    except BaseException as failure:
+        # the source first: its guest is down for as long as this takes
+        try:
+            warm.restart_source(src, vm_ref)
+            back = "the source VM was started again"
+        except Exception as e:  # noqa: BLE001 - said in the error raised
+            back = "starting the source VM again failed too (%s): start it by hand" % e
+        cutover.reblock(dst, job)
+        if isinstance(failure, SxmError):
+            failure.message += " (inside the downtime: %s, the destination left blocked; run again)" % back
+        raise
+    running = time.time()
+    found.update(imported)
+    found["warm"] = {"downtime_s": round(running - stop_requested, 3), "shutdown_s": round(halted - stop_requested, 3),
+                     "shutdown": how, "final_delta_bytes": final_written - written,
+                     "final_delta_read_bytes": final_read - read}
+    found["downtime_s"] = found["warm"]["downtime_s"]
+    return found
 
 
 def required_pairs(dst, the_plan):

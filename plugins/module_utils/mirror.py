@@ -17,6 +17,8 @@ every change to it:
   fingerprint is a digest of the leaf's per-64 KiB block digests, so it covers the disk's
   *content*: a write to the halted disk (``import_raw_vdi``) changes it, which no fingerprint
   of VM or VDI records would show;
+- ``transient:<source VDI uuid>``: a warm migration's transient snapshot of the running VM's
+  disk (warm.py): trusted while the job's snapshot exists;
 - ``writing:<target uuid>:from:<what it held>``: a write was under way. Every block written
   lies where the two differ, so writing that difference again from what W held is exact.
 
@@ -34,8 +36,10 @@ __metaclass__ = type
 import time
 
 from ansible_collections.xapi.sxm.plugins.module_utils import datapath, delta, xapi
-from ansible_collections.xapi.sxm.plugins.module_utils.errors import DataPathError
-from ansible_collections.xapi.sxm.plugins.module_utils.markers import DEVICE, HOLDS, JOB, ROLE, SOURCE, set_key
+from ansible_collections.xapi.sxm.plugins.module_utils.errors import DataPathError, XapiFailure
+from ansible_collections.xapi.sxm.plugins.module_utils.markers import (
+    DEVICE, HOLDS, JOB, ROLE, SOURCE, TRANSIENT, set_key)
+from ansible_collections.xapi.sxm.plugins.module_utils.tree import Disk
 from ansible_collections.xapi.sxm.plugins.module_utils.progress import Progress
 
 # names kept for the code that imported them from here
@@ -65,6 +69,10 @@ def node_marker(disk):
 
 def leaf_marker(disk, digests):
     return "leaf:%s:%s" % (disk.uuid, datapath.content_fingerprint(digests))
+
+
+def transient_marker(disk, digests):
+    return "transient:%s" % disk.uuid
 
 
 def writing_marker(target, held):
@@ -149,6 +157,7 @@ class DiskMirror:
         self.result = DiskResult(userdevice)
         self.frames = datapath.FramePool()    # write buffers, reused from node to node
         self.w_ref = self.w_rec = None
+        self.held = None                      # what W holds once run() returned
 
     # ---- the walk -------------------------------------------------------------------------
     def run(self, sync_leaf=True):
@@ -194,7 +203,9 @@ class DiskMirror:
                 digests, written = self._write(leaf, held, prev_digests)
                 self._account(self.tree.vm, leaf, prev_digests, digests, digests_by_node)
                 self._check_written(self.w_ref, leaf, digests, written)
-                set_key(self.dst, "VDI", self.w_ref, HOLDS, leaf_marker(leaf, digests))
+                held = Held(leaf_marker(leaf, digests), leaf, digests)
+                set_key(self.dst, "VDI", self.w_ref, HOLDS, held.marker)
+            self.held = held
         finally:
             self.frames.close()
         if leaf is not None:
@@ -274,7 +285,11 @@ class DiskMirror:
         if kind == "node":
             disk = self._snapshot_disk(rest, walk)
             return Held(marker, disk) if disk is not None else None
-        if kind == "leaf" and leaf is not None:
+        if kind == "transient":
+            disk = self._transient(rest)
+            return Held(marker, disk) if disk is not None else None
+        # a running VM's disk changes under any fingerprint of it
+        if kind == "leaf" and leaf is not None and self.tree.vm.power_state == "Halted":
             uuid, dummy, fingerprint = rest.partition(":")
             if uuid == leaf.uuid:
                 digests = self._read_digests(leaf)
@@ -309,6 +324,37 @@ class DiskMirror:
         self.result.read_back += read
         set_key(self.dst, "VDI", self.w_ref, HOLDS, "unknown")
         return Held("unknown", None, digests)
+
+    def _transient(self, uuid):
+        """This job's transient snapshot ``uuid`` of the disk on the source, or None."""
+        try:
+            ref = self.src.call("VDI.get_by_uuid", uuid)
+            rec = self.src.call("VDI.get_record", ref)
+        except XapiFailure:
+            return None
+        if rec["other_config"].get(TRANSIENT) != self.job:
+            return None
+        return Disk(self.userdevice, ref, rec)
+
+    # ---- a running VM's leaf (warm.py) ---------------------------------------------------
+
+    def sync_to(self, disk, marker):
+        """Bring W from what it holds to ``disk`` (a transient snapshot of the running leaf,
+        or the halted leaf), the difference found by ``DeltaFinder.since``; every block
+        written is read back. W's marker becomes ``marker`` (a function of the new digests).
+        Returns the BlockMap of the blocks written."""
+        held = self.held
+        prev_digests = self._digests_of(held)
+        try:
+            digests, written = self._write(disk, held, prev_digests, since=True)
+            self._check_written(self.w_ref, disk, digests, written)
+        finally:
+            self.frames.close()
+        self.held = Held(marker(disk, digests), disk, digests)
+        set_key(self.dst, "VDI", self.w_ref, HOLDS, self.held.marker)
+        if prev_digests is not None and prev_digests is not digests:
+            prev_digests.close()
+        return written
 
     def _snapshot_disk(self, uuid, walk):
         for node in walk:
@@ -369,12 +415,12 @@ class DiskMirror:
                 "untouched: run again to write them again, and check the destination SR if this "
                 "repeats" % (len(bad), self.userdevice, disk.name_label, bad[0] * datapath.BLOCK))
 
-    def _write(self, disk, held, prev_digests):
+    def _write(self, disk, held, prev_digests, since=False):
         """Bring W from ``held`` to ``disk``'s content; the marker says so first. Returns
         (the digests of ``disk``, the BlockMap of the blocks written)."""
         set_key(self.dst, "VDI", self.w_ref, HOLDS, writing_marker(disk, held))
         self.result.changed = True
-        return self._bring_working_to(self.w_rec, disk, held, prev_digests)
+        return self._bring_working_to(self.w_rec, disk, held, prev_digests, since)
 
     def _digests_of(self, held):
         """Digests of what W holds (None when blank); a source disk is read when needed."""
@@ -393,9 +439,10 @@ class DiskMirror:
         return datapath.NbdSource(datapath.pick_nbd_record(records), tls=self.tls, limiter=self.limiter,
                                   connections=self.connections)
 
-    def _bring_working_to(self, w_rec, disk, held, prev_digests):
-        """Write into W what differs between what it holds and ``disk``. Returns the digests
-        of ``disk``."""
+    def _bring_working_to(self, w_rec, disk, held, prev_digests, since=False):
+        """Write into W what differs between what it holds and ``disk`` (``since``: ``disk``
+        is later in the history of what W holds, see sync_to). Returns the digests of
+        ``disk``."""
         if int(w_rec["virtual_size"]) != disk.virtual_size:
             self.dst.call("VDI.resize", self.w_ref, str(disk.virtual_size))
             w_rec["virtual_size"] = str(disk.virtual_size)
@@ -403,7 +450,8 @@ class DiskMirror:
         if prev_digests is None:
             allocated, chosen_by = self.deltas.allocated(disk)
         elif held.disk is not None:
-            candidates, chosen_by = self.deltas.between(held.disk, disk)
+            find = self.deltas.since if since else self.deltas.between
+            candidates, chosen_by = find(held.disk, disk)
         else:
             chosen_by = "content"     # W's content was read back: no source knows its history
         self.result.delta_sources[chosen_by] = self.result.delta_sources.get(chosen_by, 0) + 1

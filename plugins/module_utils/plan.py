@@ -11,13 +11,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.xapi.sxm.plugins.module_utils import datapath, markers, rights, tree as treemod
+from ansible_collections.xapi.sxm.plugins.module_utils import datapath, markers, rights, tree as treemod, warm
 from ansible_collections.xapi.sxm.plugins.module_utils.errors import (
     DataPathError, InputError, PreflightError, XapiFailure)
 
 MODES = ("auto", "cold", "warm")
 DISPOSITIONS = ("keep", "block", "destroy")
 UNMOVABLE = ("refuse", "warn")
+WHOLE_READ_MIB_S = 200   # a disk read whole over one TLS NBD connection (estimate, docs/performance.md)
 
 
 # Bounds an argument spec cannot express: (least, most) of each numeric option that has one.
@@ -52,7 +53,7 @@ class Options:
     def __init__(self, vm, sr_map=None, default_sr=None, network_map=None, mode="auto",
                  source_disposition="keep", use_cbt=True, verify=True, bandwidth_limit=None,
                  progress_file=None, nbd_connections=datapath.NBD_CONNECTIONS, userdevices=None,
-                 unmovable_devices="refuse", use_vhd_maps=True, verify_depth="sample"):
+                 unmovable_devices="refuse", use_vhd_maps=True, verify_depth="sample", warm_settings=None):
         if not vm:
             raise InputError("vm is empty: give the VM's uuid or its unique name")
         if mode not in MODES:
@@ -86,6 +87,7 @@ class Options:
         if unmovable_devices not in UNMOVABLE:
             raise InputError("unmovable_devices %r: choose one of %s" % (unmovable_devices, ", ".join(UNMOVABLE)))
         self.unmovable_devices = unmovable_devices
+        self.warm = warm_settings or warm.Settings()
 
 
 class AlreadyMigrated(Exception):
@@ -163,14 +165,26 @@ def destination_sr_for(dst, src_sr_uuid, options):
     return sr
 
 
+def effective_mode(vm_rec, options):
+    """cold or warm, from the mode asked for and the VM's power state: auto is warm for a
+    running VM and cold for a halted one; warm on a halted VM is cold (nothing runs)."""
+    state, name = vm_rec["power_state"], vm_rec["name_label"]
+    if state == "Halted":
+        return "cold"
+    if state == "Running" and options.mode in ("auto", "warm"):
+        return "warm"
+    if state == "Running":
+        raise PreflightError("VM %s is running: mode cold needs it halted" % name,
+                             advice="use mode warm or auto (the VM moves while it runs and stops only for "
+                                    "the last changes), or shut it down; nothing was changed")
+    raise PreflightError("VM %s is %s: only running and halted VMs are moved (suspended ones are not "
+                         "built yet)" % (name, state),
+                         advice="resume it (it then moves warm) or shut it down, then run again; "
+                                "nothing was changed")
+
+
 def check_movable(vm_rec, tree, options):
-    if options.mode == "warm":
-        raise InputError("mode 'warm' is not available yet: only cold migrations of halted VMs "
-                         "are built")
-    if vm_rec["power_state"] != "Halted":
-        raise PreflightError("VM %s is %s: cold migration needs it halted. Shut it down, then run "
-                             "again (warm migration of running VMs is not built yet)"
-                             % (vm_rec["name_label"], vm_rec["power_state"]))
+    effective_mode(vm_rec, options)
     state = markers.state_of(vm_rec)
     if state not in (None, "complete"):
         raise PreflightError("VM %s is the unfinished copy of another xapi.sxm migration (state %s) on "
@@ -223,10 +237,11 @@ def check_two_pools(src, dst):
                          % dst.url, advice="nothing was changed; point destination at another pool")
 
 
-def check_rights(src, dst, options):
+def check_rights(src, dst, options, mode="cold"):
     """Both accounts may do what the flow does (rights.py). Returns warnings: what a
     destination account that is not local root cannot keep."""
-    source_needs, destination_needs = rights.needed(options.source_disposition)
+    source_needs, destination_needs = rights.needed(options.source_disposition, mode == "warm",
+                                                    options.warm.hard_shutdown)
     for conn, which, needs in ((src, "source", source_needs), (dst, "destination", destination_needs)):
         lacking = rights.missing(conn, needs)
         if lacking:
@@ -266,8 +281,30 @@ def make_plan(src, dst, options):
     disks = [plan_disk(src, dst, tree, userdevice, options) for userdevice in devices]
     warnings += smapiv3_warnings(disks, tree)
     space = check_space(dst, disks, vm_rec["uuid"])
+    mode = effective_mode(vm_rec, options)
+    if mode == "warm":
+        check_rights(src, dst, options, mode)
+        warnings += warm_warnings(src, tree, disks)
     return {"vm_ref": vm_ref, "vm": vm_rec, "tree": tree, "disks": disks, "tls": nbd_uses_tls(src),
-            "job": vm_rec["uuid"], "space": space, "warnings": warnings}
+            "job": vm_rec["uuid"], "space": space, "warnings": warnings, "mode": mode}
+
+
+def warm_warnings(src, tree, disks):
+    """A running disk without CBT on an SR that cannot give VHD maps (SMAPIv3) is read whole
+    in every pass and once more while the VM is stopped: the downtime grows with its size."""
+    whole = []
+    for disk in disks:
+        leaf = tree.vm.disks.get(disk["userdevice"])
+        if leaf is not None and not leaf.cbt_enabled and smapi_version(src, leaf.sr_ref) == 3:
+            whole.append(leaf)
+    if not whole:
+        return []
+    size = sum(d.virtual_size for d in whole)
+    return ["disk(s) %s have no CBT on an SMAPIv3 SR: each pass, and the last one while the VM is stopped, "
+            "reads them whole (%s); at %d MiB/s the downtime is about %d s. Enable CBT on them "
+            "(VDI.enable_cbt) for a downtime of seconds"
+            % (", ".join(d.userdevice for d in whole), gib(size), WHOLE_READ_MIB_S,
+               size // (WHOLE_READ_MIB_S << 20))]
 
 
 def smapi_version(conn, sr_ref):
@@ -371,7 +408,8 @@ def check_nbd(src, the_plan):
 def plan_summary(the_plan):
     """The plan as plain data (no refs): what --check prints and results carry."""
     return {"disks": [{k: v for k, v in d.items() if k != "destination_sr_ref"} for d in the_plan["disks"]],
-            "nbd_tls": the_plan["tls"], "space": the_plan["space"], "layouts": the_plan["tree"].layouts()}
+            "nbd_tls": the_plan["tls"], "space": the_plan["space"], "layouts": the_plan["tree"].layouts(),
+            "mode": the_plan["mode"]}
 
 
 def destination_progress(dst, the_plan):

@@ -63,6 +63,8 @@ def markdown(result):
             lines.append("| %s | %s | %s | %s |" % (row["layout"], row["userdevice"], ", ".join(vdis) or "-",
                                                     row["carried"]))
         lines.append("")
+    if result.get("warm"):
+        lines += warm_lines(result["warm"])
     if result.get("warnings"):
         lines += ["## Warnings", ""] + ["- %s" % w for w in result["warnings"]] + [""]
     if result.get("snapshot_time_not_kept"):
@@ -73,6 +75,19 @@ def markdown(result):
                          % (row["vdi_uuid"], row["source_time"], row["destination_time"], row["reason"]))
         lines.append("")
     return "\n".join(lines)
+
+
+def warm_lines(warm):
+    """A running VM's passes, cut-over and downtime (migrate.warm_cutover)."""
+    lines = ["## Warm migration", "",
+             "- downtime: %s s (source stop requested to destination running), of which the guest's own "
+             "shutdown (%s) %s s" % (warm["downtime_s"], warm["shutdown"], warm["shutdown_s"]),
+             "- cut-over: %s, %s; last delta %s bytes" % (
+                 warm["cutover"], "converged" if warm["converged"] else "not converged", warm["final_delta_bytes"]),
+             "", "| pass | bytes written | bytes read | seconds |", "|---|---|---|---|"]
+    lines += ["| %s | %s | %s | %s |" % (p["pass"], p["bytes_written"], p["bytes_read"], p["seconds"])
+              for p in warm["passes"]]
+    return lines + [""]
 
 
 def write_reports(result, report_dir):

@@ -30,9 +30,21 @@ DESTINATION = (
 )
 
 
-def needed(source_disposition):
-    """(source permissions, destination permissions) of a migration."""
-    return SOURCE + SOURCE_DISPOSITION.get(source_disposition, ()), DESTINATION
+# a running VM (warm.py): transient snapshots and the cut-over's shutdown and starts
+WARM_SOURCE = ("vdi.snapshot", "vdi.destroy", "vdi.set_name_label", "vdi.add_to_other_config",
+               "vdi.remove_from_other_config", "vm.clean_shutdown", "vm.start")
+WARM_HARD_SHUTDOWN = ("vm.hard_shutdown",)
+WARM_DESTINATION = ("vm.start", "vm.hard_shutdown")
+
+
+def needed(source_disposition, warm=False, hard_shutdown=False):
+    """(source permissions, destination permissions) of a migration; ``warm``: of a running
+    VM, ``hard_shutdown`` when its cut-over may hard-shut it."""
+    source = SOURCE + SOURCE_DISPOSITION.get(source_disposition, ())
+    if not warm:
+        return source, DESTINATION
+    return (source + WARM_SOURCE + (WARM_HARD_SHUTDOWN if hard_shutdown else ()),
+            DESTINATION + WARM_DESTINATION)
 
 
 def missing(conn, permissions):

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.xapi.sxm.plugins.module_utils import cancel as cancelling, lock as locking, secret_channel
+from ansible_collections.xapi.sxm.plugins.module_utils import warm
 from ansible_collections.xapi.sxm.plugins.module_utils.errors import InputError, error_from
 from ansible_collections.xapi.sxm.plugins.module_utils.plan import AlreadyMigrated, Options, param_problems
 from ansible_collections.xapi.sxm.plugins.module_utils.session_guard import SessionGuard
@@ -68,6 +69,17 @@ def data_path_spec():
         use_vhd_maps=dict(type="bool", default=True),
         bandwidth_limit=dict(type="int", default=0),
         nbd_connections=dict(type="int", default=1),
+    )
+
+
+def warm_spec():
+    """How a running VM is moved (doc fragment xapi.sxm.warm)."""
+    return dict(
+        max_passes=dict(type="int", default=5, no_log=False),   # not a password
+        cutover_bytes=dict(type="int", default=64 << 20),
+        cutover=dict(type="str", choices=list(warm.CUTOVERS), default="auto"),
+        shutdown_timeout=dict(type="int", default=300),
+        hard_shutdown=dict(type="bool", default=False),
     )
 
 
@@ -142,7 +154,11 @@ class SxmModule:
         names = ("vm", "sr_map", "default_sr", "network_map", "mode", "source_disposition", "use_cbt", "use_vhd_maps",
                  "verify", "verify_depth", "bandwidth_limit", "progress_file", "nbd_connections", "userdevices",
                  "unmovable_devices")
-        return Options(**dict((name, self.params[name]) for name in names if name in self.params))
+        given = dict((name, self.params[name]) for name in names if name in self.params)
+        if "max_passes" in self.params:
+            given["warm_settings"] = warm.Settings(
+                **dict((name, self.params[name]) for name in warm_spec()))
+        return Options(**given)
 
     def pools(self):
         return self.connect(self.params["source"]), self.connect(self.params["destination"])

@@ -13,6 +13,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.xapi.sxm.plugins.module_utils.markers import TRANSIENT
+
 NULL = "OpaqueRef:NULL"
 
 
@@ -250,7 +252,9 @@ def _loose_snapshots(vdis, nodes, attached):
     for ref, rec in vdis.items():
         # a snapshot another VM holds (of a disk both VMs share) is that VM's
         held = ref in attached or rec.get("VBDs")
-        if not held and rec.get("is_a_snapshot") and rec.get("snapshot_of") in identities:
+        # a warm migration's transient snapshot is the job's, not the user's: never carried
+        ours = TRANSIENT in rec.get("other_config", {})
+        if not held and not ours and rec.get("is_a_snapshot") and rec.get("snapshot_of") in identities:
             device = identities[rec["snapshot_of"]]
             loose.setdefault(device, []).append(Disk(device, ref, rec))
     for disks in loose.values():

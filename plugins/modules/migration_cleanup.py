@@ -63,6 +63,10 @@ removed:
   returned: success
   type: dict
   sample: {"vms": ["7d7a7c16-7f0e-4c2c-9a53-0b8f2f2d6f10"], "vdis": []}
+transient_snapshots_removed:
+  description: How many transient snapshots a killed warm run left on the source were removed.
+  returned: success
+  type: int
 restored:
   description: What was put back on the source (or would be, in check mode), one line each.
   returned: success
@@ -95,10 +99,11 @@ def work(m):
         done = cleanup.rollback(src, dst, job, src_vm, m.params["include_complete"], m.params["restore_source"],
                                 m.check_mode)
     removed, restored = done["removed"], done["restored"]
-    changed = bool(removed["vms"] or removed["vdis"] or restored)
+    changed = bool(removed["vms"] or removed["vdis"] or restored or done["transient_snapshots_removed"])
     before = "%d VM(s), %d disk(s) of job %s on the destination\nsource: %s\n" % (
         len(removed["vms"]), len(removed["vdis"]), job, "; ".join(restored) or "as it was")
     return {"changed": changed, "vm_uuid": job, "removed": removed, "restored": restored, "warnings": done["left"],
+            "transient_snapshots_removed": done["transient_snapshots_removed"],
             "diff_texts": (before, "nothing of job %s on the destination\nsource: as it was\n" % job)}
 
 

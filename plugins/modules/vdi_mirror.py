@@ -23,6 +23,10 @@ description:
     disk records exactly what it holds. A re-run skips what is done, and a node or leaf that
     no longer matches its source (a revert, a deleted snapshot, a write to the halted disk)
     is redone from what the working disk really holds.
+  - A running VM (O(mode=warm), or O(mode=auto) on a running VM) has only its snapshots
+    mirrored this way; its own disks converge in passes from transient snapshots, and then
+    this same call cuts it over - shutdown, last delta, metadata, start on the destination -
+    so that no task boundary lies inside the downtime. See O(max_passes).
   - The long step of a migration. Run it with C(async) and wait with
     M(xapi.sxm.migration_wait), which keeps O(keepalive_file) fresh and prints progress.
 author:
@@ -32,6 +36,7 @@ extends_documentation_fragment:
   - xapi.sxm.migration
   - xapi.sxm.job
   - xapi.sxm.data_path
+  - xapi.sxm.warm
 options:
   userdevices:
     description: Mirror only these disks (VBD C(userdevice)); all disks if not set.
@@ -108,6 +113,18 @@ edge_minimum_bytes:
   description: The sum of the per-edge differences of the tree, for comparison.
   returned: when data moved
   type: int
+downtime_s:
+  description: A running VM's downtime, from its shutdown request to the destination VM running.
+  returned: when a running VM was cut over
+  type: float
+warm:
+  description:
+    - A running VM's move. C(passes) (each C(pass), C(bytes_written), C(bytes_read),
+      C(seconds)), C(downtime_s), C(shutdown) (V(clean) or V(hard)) with C(shutdown_s) (the
+      guest's own part of the downtime), C(final_delta_bytes) written while it was stopped,
+      C(cutover) and whether the passes C(converged) below O(cutover_bytes).
+  returned: when a running VM was cut over
+  type: dict
 timings:
   description:
     - Seconds the step took (C(data_s)), reading back what was written included, and the
@@ -119,7 +136,7 @@ timings:
 
 from ansible_collections.xapi.sxm.plugins.module_utils import migrate
 from ansible_collections.xapi.sxm.plugins.module_utils.plan import progress_text
-from ansible_collections.xapi.sxm.plugins.module_utils.sxm_module import SxmModule, data_path_spec, vm_spec
+from ansible_collections.xapi.sxm.plugins.module_utils.sxm_module import SxmModule, data_path_spec, vm_spec, warm_spec
 
 
 def work(m):
@@ -139,7 +156,8 @@ def work(m):
 
 def main():
     spec = vm_spec()
-    spec.update(data_path_spec(), userdevices=dict(type="list", elements="str"))
+    spec.update(data_path_spec())
+    spec.update(warm_spec(), userdevices=dict(type="list", elements="str"))
     SxmModule(spec, pools=2, job=True).run(work)
 
 

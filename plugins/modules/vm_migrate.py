@@ -34,6 +34,7 @@ extends_documentation_fragment:
   - xapi.sxm.migration
   - xapi.sxm.job
   - xapi.sxm.data_path
+  - xapi.sxm.warm
 options:
   source_disposition:
     description:
@@ -142,6 +143,14 @@ snapshot_time_not_kept:
   returned: always
   type: list
   elements: dict
+downtime_s:
+  description: A running VM's downtime, from its shutdown request to the destination VM running.
+  returned: when a running VM was cut over
+  type: float
+warm:
+  description: A running VM's passes, shutdown and cut-over, as M(xapi.sxm.vdi_mirror) returns them.
+  returned: when a running VM was cut over
+  type: dict
 timings:
   description: Seconds spent moving data, importing metadata, verifying, and in total.
   returned: when data moved
@@ -161,7 +170,7 @@ reports:
 from ansible_collections.xapi.sxm.plugins.module_utils import migrate
 from ansible_collections.xapi.sxm.plugins.module_utils.plan import find_vm
 from ansible_collections.xapi.sxm.plugins.module_utils.report import merged_report, write_reports
-from ansible_collections.xapi.sxm.plugins.module_utils.sxm_module import SxmModule, data_path_spec, vm_spec
+from ansible_collections.xapi.sxm.plugins.module_utils.sxm_module import SxmModule, data_path_spec, vm_spec, warm_spec
 
 
 def work(m):
@@ -177,8 +186,8 @@ def work(m):
 
 def main():
     spec = vm_spec()
-    spec.update(data_path_spec(), source_disposition=dict(type="str", choices=["keep", "block", "destroy"],
-                                                          default="keep"),
+    spec.update(data_path_spec())
+    spec.update(warm_spec(), source_disposition=dict(type="str", choices=["keep", "block", "destroy"], default="keep"),
                 verify=dict(type="bool", default=True), report_dir=dict(type="path"),
                 verify_depth=dict(type="str", choices=["sample", "full"], default="sample"))
     SxmModule(spec, pools=2, job=True).run(work)

@@ -7,8 +7,9 @@ import uuid
 
 import pytest
 from xapisim import scenario
+from xapisim.testing import set_guest
 
-from ansible_collections.xapi.sxm.plugins.module_utils import plan as planning
+from ansible_collections.xapi.sxm.plugins.module_utils import plan as planning, warm
 from ansible_collections.xapi.sxm.plugins.module_utils.errors import InputError, PreflightError
 from ansible_collections.xapi.sxm.plugins.module_utils.xapi import Connection
 
@@ -97,19 +98,27 @@ def test_plan_of_a_branched_tree(pools, env):
     assert "no disk at userdevice 7 (it has 0, 1)" in info.value.message
 
 
-def test_a_running_vm_is_refused(pools, env):
+def test_the_mode_follows_the_power_state(pools, env):
+    """auto is warm for a running VM and cold for a halted one; cold refuses a running VM,
+    before anything is read from its disks; warm on a halted VM is cold."""
     src, dst, x, made = env
     vm_name = name()
     vm = scenario.create_vm(x, vm_name, [1 * MiB])
     made.append(vm)
     x.xenapi.VM.start(vm, False, False)
+    assert planning.make_plan(src, dst, planning.Options(vm_name))["mode"] == "warm"
     with pytest.raises(PreflightError) as info:
-        planning.make_plan(src, dst, planning.Options(vm_name))
-    assert "is Running" in info.value.message and "halted" in info.value.message
+        planning.make_plan(src, dst, planning.Options(vm_name, mode="cold"))
+    assert "is running: mode cold needs it halted" in info.value.message and "warm" in info.value.advice
     assert info.value.code == "SXM_PREFLIGHT"
+    set_guest(pools[0], x, vm, tools=True)      # a guest without tools refuses to suspend
+    x.xenapi.VM.suspend(vm)
+    with pytest.raises(PreflightError, match="is Suspended"):
+        planning.make_plan(src, dst, planning.Options(vm_name))
     x.xenapi.VM.hard_shutdown(vm)
-    with pytest.raises(InputError, match="'warm' is not available yet"):
-        planning.make_plan(src, dst, planning.Options(vm_name, mode="warm"))
+    assert planning.make_plan(src, dst, planning.Options(vm_name, mode="warm"))["mode"] == "cold"
+    with pytest.raises(InputError, match="only auto is built"):
+        warm.Settings(cutover="manual")
 
 
 def test_unknown_and_ambiguous_names_are_refused(pools, env):

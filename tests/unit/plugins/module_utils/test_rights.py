@@ -23,7 +23,8 @@ NOT_CHECKED = {
 
 
 def listed():
-    return set(rights.DESTINATION) | set(rights.SOURCE) | {p for ps in rights.SOURCE_DISPOSITION.values() for p in ps}
+    return (set(rights.DESTINATION) | set(rights.SOURCE) | {p for ps in rights.SOURCE_DISPOSITION.values() for p in ps}
+            | set(rights.WARM_SOURCE + rights.WARM_HARD_SHUTDOWN + rights.WARM_DESTINATION))
 
 
 def test_every_permission_exists_and_the_documented_roles_suffice():
@@ -32,6 +33,8 @@ def test_every_permission_exists_and_the_documented_roles_suffice():
     assert set(rights.DESTINATION) <= set(model.permissions_of("pool-operator"))
     assert set(rights.SOURCE) | set(rights.SOURCE_DISPOSITION["destroy"]) <= set(model.permissions_of("vm-admin"))
     assert "pool.add_to_other_config" not in model.permissions_of("vm-admin"), "the docs say why vm-admin is not enough"
+    assert set(rights.WARM_SOURCE + rights.WARM_HARD_SHUTDOWN) <= set(model.permissions_of("vm-admin"))
+    assert set(rights.WARM_DESTINATION) <= set(model.permissions_of("pool-operator"))
 
 
 def test_every_write_of_the_collection_is_checked_or_explained():

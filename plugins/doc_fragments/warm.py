@@ -1,0 +1,49 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) xapi.sxm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""How a running VM is moved (argument spec: module_utils/sxm_module.py ``warm_spec``)."""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment(object):
+
+    DOCUMENTATION = r"""
+options:
+  max_passes:
+    description:
+      - A running VM (O(mode=warm), or O(mode=auto) on a running VM) has its snapshots mirrored
+        while it runs, then its disks converge in passes, each from a transient snapshot of
+        the running disks, until a pass writes at most O(cutover_bytes), the delta stops
+        shrinking, or O(max_passes) passes ran. Then the VM stops for the last delta.
+    type: int
+    default: 5
+  cutover_bytes:
+    description:
+      - A pass that wrote at most this many bytes ends the passes; the VM is stopped and the
+        last delta, what the guest wrote since, is copied while it is down.
+    type: int
+    default: 67108864
+  cutover:
+    description:
+      - When a converged running VM is cut over. V(auto) as soon as the passes end, in the same
+        call; the downtime (shutdown, last delta, metadata, start on the destination) has no
+        task boundary inside it.
+      - Manual cut-over and time windows are not built yet.
+    type: str
+    choices: [auto]
+    default: auto
+  shutdown_timeout:
+    description: Seconds the guest is given to shut down cleanly at cut-over.
+    type: int
+    default: 300
+  hard_shutdown:
+    description:
+      - Whether the cut-over may hard-shut the VM when its clean shutdown is refused (a guest
+        without tools) or does not end within O(shutdown_timeout).
+      - When false such a VM keeps running on the source, nothing is cut over, and the step
+        fails saying why.
+    type: bool
+    default: false
+"""

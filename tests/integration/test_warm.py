@@ -1,0 +1,199 @@
+"""Warm migration: a running VM moves with its whole tree while its guest writes; it stops only
+for the last delta, and every record the guest wrote before it stopped is on the destination.
+A guest that will not shut down cleanly is hard-shut only when allowed; a failure inside the
+downtime starts the source again and leaves the destination blocked for a re-run."""
+
+import os
+import sys
+import threading
+import time
+
+import pytest
+from xapisim import client, scenario
+from xapisim.testing import guest_write, set_guest
+
+from checks import assert_migrated, inventory
+from harness import REPO
+
+sys.path.insert(0, os.path.join(REPO, "build", "collections"))
+
+from ansible_collections.xapi.sxm.plugins.module_utils import migrate as migration  # noqa: E402
+from ansible_collections.xapi.sxm.plugins.module_utils import warm  # noqa: E402
+from ansible_collections.xapi.sxm.plugins.module_utils.errors import SxmError  # noqa: E402
+from ansible_collections.xapi.sxm.plugins.module_utils.markers import TRANSIENT  # noqa: E402
+from ansible_collections.xapi.sxm.plugins.module_utils.xapi import Connection  # noqa: E402
+
+MiB = 1 << 20
+RECORD = 4096
+TREE = [("cbt", 0), ("cbt", 1), ("write", "a"), ("snap", "s1"), ("write", "b"), ("snap", "s2"),
+        ("revert", "s1"), ("write", "c"), ("snap", "s3"), ("write", "d")]
+
+
+def connection(pool):
+    return Connection(pool["url"], pool["username"], pool["password"], ca_path=pool["ca_file"]).login()
+
+
+class Guest(threading.Thread):
+    """Writes numbered 4 KiB records at a steady rate into two disks of a running VM, each at an
+    offset of its own, and logs every write the pool acknowledged; stops when the VM stops."""
+
+    def __init__(self, pool, x, vm, sizes, interval=0.02):
+        super().__init__(daemon=True)
+        self.pool, self.x, self.vm, self.sizes, self.interval = pool, x, vm, sizes, interval
+        self.uuid = x.xenapi.VM.get_uuid(vm)
+        self.acknowledged = []          # (userdevice, offset, data)
+        self.stopping = threading.Event()
+
+    def record(self, number):
+        device = str(number % 2)
+        slots = self.sizes[number % 2] // RECORD
+        offset = ((number // 2) * 37 % slots) * RECORD      # 37 is prime to the slot count: no overlap
+        data = (b"record %08d of the guest on disk %s|" % (number, device.encode())).ljust(RECORD, b"#")
+        return device, offset, data
+
+    def run(self):
+        number = 0
+        while not self.stopping.is_set():
+            device, offset, data = self.record(number)
+            status, dummy, dummy = client.http_request(
+                self.pool, "POST", "/xapisim/guest_write",
+                {"vm": self.uuid, "userdevice": device, "offset": str(offset)}, self.x, data)
+            if status != 200:
+                return              # the VM stopped
+            self.acknowledged.append((device, offset, data))
+            number += 1
+            time.sleep(self.interval)
+
+
+def transients(x):
+    return [r["uuid"] for r in x.xenapi.VDI.get_all_records().values() if TRANSIENT in r["other_config"]]
+
+
+def running_vm(pools, x, name, sizes=(8 * MiB, 4 * MiB), tools=True):
+    vm, dummy = scenario.build_tree(pools[0], x, name, list(sizes), TREE)
+    x.xenapi.VM.start(vm, False, False)
+    set_guest(pools[0], x, vm, tools=tools, ack_timeout=1)
+    return vm
+
+
+def test_a_running_vm_moves_with_every_record_its_guest_wrote(pools, connect):
+    x, y = connect(0), connect(1)
+    sizes = (8 * MiB, 4 * MiB)
+    vm = running_vm(pools, x, "warm-writes", sizes)
+    vm_uuid = x.xenapi.VM.get_uuid(vm)
+    before = inventory(y)
+    guest = Guest(pools[0], x, vm, sizes)
+    guest.start()
+    src, dst = connection(pools[0]), connection(pools[1])
+    try:
+        time.sleep(0.5)
+        result = migration.migrate(src, dst, migration.Options(vm_uuid))
+    finally:
+        guest.stopping.set()
+        guest.join(30)
+        src.logout()
+        dst.logout()
+    assert len(guest.acknowledged) > 20
+    assert x.xenapi.VM.get_power_state(vm) == "Halted"
+    dst_vm = y.xenapi.VM.get_by_uuid(vm_uuid)
+    assert y.xenapi.VM.get_power_state(dst_vm) == "Running"
+    # every record acknowledged before the stop is at its offset on the destination
+    content = {device: b"".join(client.nbd_chunks(y, vdi)) for device, vdi in scenario.disks(y, dst_vm).items()}
+    for device, offset, data in guest.acknowledged:
+        assert content[device][offset:offset + len(data)] == data, (device, offset)
+    # and nothing else changed: every disk of the tree, the leaves included, equals the source's
+    assert_migrated(x, y, vm_uuid, scan=False)
+    plan = result["warm"]
+    assert result["downtime_s"] == plan["downtime_s"] > 0 and plan["shutdown"] == "clean"
+    assert 1 <= len(plan["passes"]) <= 5 and plan["cutover"] == "auto"
+    assert all(p["bytes_written"] >= 0 and p["seconds"] > 0 for p in plan["passes"])
+    assert result["plan"]["mode"] == "warm"
+    assert transients(x) == []
+    assert len(inventory(y)[0] - before[0]) == 1 + len(y.xenapi.VM.get_snapshots(dst_vm))
+
+
+def test_a_guest_without_tools_is_hard_shut_only_when_allowed(pools, connect):
+    x, y = connect(0), connect(1)
+    vm = running_vm(pools, x, "warm-no-tools", tools=False)
+    vm_uuid = x.xenapi.VM.get_uuid(vm)
+    src, dst = connection(pools[0]), connection(pools[1])
+    try:
+        with pytest.raises(SxmError) as refused:
+            migration.migrate(src, dst, migration.Options(vm_uuid, warm_settings=warm.Settings(shutdown_timeout=5)))
+        assert "did not shut down cleanly" in str(refused.value) and "runs on" in str(refused.value)
+        assert "hard_shutdown" in refused.value.advice
+        assert x.xenapi.VM.get_power_state(vm) == "Running"
+        assert transients(x) == []
+        assert not y.xenapi.VM.get_all_records_where('field "uuid"="%s"' % vm_uuid)
+        result = migration.migrate(src, dst, migration.Options(vm_uuid, warm_settings=warm.Settings(
+            shutdown_timeout=5, hard_shutdown=True)))
+        assert result["warm"]["shutdown"] == "hard"
+        assert y.xenapi.VM.get_power_state(y.xenapi.VM.get_by_uuid(vm_uuid)) == "Running"
+        assert_migrated(x, y, vm_uuid, scan=False)
+        assert transients(x) == []
+    finally:
+        src.logout()
+        dst.logout()
+
+
+@pytest.mark.parametrize("fault", [{"kind": "import_fail"},
+                                   {"kind": "call", "method": "VM.start", "error": ["INTERNAL_ERROR", "injected"]}],
+                         ids=["final-delta", "destination-start"])
+def test_a_failure_inside_the_downtime_starts_the_source_again(pools, connect, monkeypatch, fault):
+    x, y = connect(0), connect(1)
+    vm = running_vm(pools, x, "warm-fault-%s" % fault["kind"])
+    vm_uuid = x.xenapi.VM.get_uuid(vm)
+    shut_down, stopped = warm.shut_down, []
+
+    def shut_down_then_fail(src, vm_ref, name, settings):
+        guest_write(pools[0], x, vm, 0, MiB, b"the last write before the stop")   # a final delta
+        how = shut_down(src, vm_ref, name, settings)
+        stopped.append(time.monotonic())
+        client.post_fault(pools[1], y, fault)      # what the downtime does next fails
+        return how
+    monkeypatch.setattr(warm, "shut_down", shut_down_then_fail)
+    src, dst = connection(pools[0]), connection(pools[1])
+    try:
+        with pytest.raises(SxmError) as failed:
+            migration.migrate(src, dst, migration.Options(vm_uuid))
+        assert time.monotonic() - stopped[0] < 60
+        assert "the source VM was started again" in str(failed.value)
+        assert x.xenapi.VM.get_power_state(vm) == "Running"
+        assert transients(x) == []
+        for dst_vm in y.xenapi.VM.get_all_records_where('field "uuid"="%s"' % vm_uuid):
+            assert "start" in y.xenapi.VM.get_blocked_operations(dst_vm)
+            assert y.xenapi.VM.get_power_state(dst_vm) == "Halted"
+        monkeypatch.setattr(warm, "shut_down", shut_down)
+        client.post_fault(pools[1], y, {"kind": "clear"})
+        migration.migrate(src, dst, migration.Options(vm_uuid))
+        assert y.xenapi.VM.get_power_state(y.xenapi.VM.get_by_uuid(vm_uuid)) == "Running"
+        assert_migrated(x, y, vm_uuid, scan=False)
+        assert transients(x) == []
+    finally:
+        client.post_fault(pools[1], y, {"kind": "clear"})
+        src.logout()
+        dst.logout()
+
+
+def test_the_role_moves_a_running_vm_and_a_rerun_has_nothing_to_do(pools, connect, migrate, tmp_path):
+    """mode auto moves a running VM (it used to refuse it): the report carries the downtime,
+    the passes and the cut-over; a second run of the playbook changes nothing."""
+    x, y = connect(0), connect(1)
+    vm = running_vm(pools, x, "warm-role")
+    vm_uuid = x.xenapi.VM.get_uuid(vm)
+    guest = Guest(pools[0], x, vm, (8 * MiB, 4 * MiB))
+    guest.start()
+    try:
+        stats, result = migrate(vm_uuid)
+    finally:
+        guest.stopping.set()
+        guest.join(30)
+    assert stats["failed"] == 0 and stats["changed"] > 0
+    assert result["downtime_s"] > 0 and result["warm"]["passes"] and result["warm"]["cutover"] == "auto"
+    report = (tmp_path / "reports" / ("sxm-%s.md" % vm_uuid)).read_text()
+    assert "## Warm migration" in report and "| pass |" in report
+    assert y.xenapi.VM.get_power_state(y.xenapi.VM.get_by_uuid(vm_uuid)) == "Running"
+    assert_migrated(x, y, vm_uuid, scan=False)
+    assert transients(x) == []
+    stats, again = migrate(vm_uuid)
+    assert stats["failed"] == 0 and stats["changed"] == 0
