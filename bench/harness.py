@@ -220,6 +220,8 @@ def clear_destination(pools, vm_uuid):
     except Exception:  # noqa: BLE001 - no VM: nothing imported yet
         vm = None
     if vm is not None:
+        if x.xenapi.VM.get_power_state(vm) != "Halted":      # a warm migration started it
+            x.xenapi.VM.hard_shutdown(vm)
         for snap in x.xenapi.VM.get_snapshots(vm):
             x.xenapi.VM.destroy(snap)
         x.xenapi.VM.destroy(vm)
@@ -233,6 +235,8 @@ def remove_source_vm(pools, vm_uuid):
     source SR (64 GiB of virtual size) has room for the next scenario."""
     x = pools.xsrc
     vm = x.xenapi.VM.get_by_uuid(vm_uuid)
+    if x.xenapi.VM.get_power_state(vm) != "Halted":
+        x.xenapi.VM.hard_shutdown(vm)
     vdis = set()
     for owner in [vm] + x.xenapi.VM.get_snapshots(vm):
         for vbd in x.xenapi.VM.get_VBDs(owner):

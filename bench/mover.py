@@ -47,7 +47,8 @@ def main():
         result = migrate.migrate(src, dst, options)
     out = {key: result.get(key) for key in ("bytes_read", "bytes_written", "walk_minimum_bytes",
                                            "walk_minimum_2m_bytes", "edge_minimum_bytes", "written_read_back_bytes",
-                                           "verify_bytes_read", "verify_depth", "timings", "message")}
+                                           "verify_bytes_read", "verify_depth", "timings", "message",
+                                           "warm", "downtime_s")}
     out["delta_sources"] = {}
     for disk in result.get("disks", []):
         for name, count in disk.get("delta_sources", {}).items():

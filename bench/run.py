@@ -21,7 +21,7 @@ from harness import GiB  # noqa: E402
 WORKDIR = os.path.join(h.REPO, "build", "bench")
 RESULTS = os.path.join(h.REPO, "bench", "results.json")
 DOC = os.path.join(h.REPO, "docs", "performance.md")
-ALL = ("full_copy", "sparse", "trees", "memory", "overhead", "real_host")
+ALL = ("full_copy", "sparse", "trees", "memory", "overhead", "warm", "real_host")
 
 
 def commit():
@@ -58,6 +58,9 @@ def run(only, scale, repeats):
             results["memory"].update(s.peak_memory_tree(pools, size=64 * GiB // scale))
         if "overhead" in only:
             results["overhead"] = s.ansible_overhead(pools, WORKDIR)
+        if "warm" in only:
+            results["warm"] = s.warm_downtime(pools, sizes=(("2g", 2 * GiB // scale), ("8g", 8 * GiB // scale)),
+                                              repeats=repeats)
     if "real_host" in only:
         results["real_host"] = {}
         with h.Pools(os.path.join(WORKDIR, "pools-real"), host_profile="real") as pools:

@@ -7,6 +7,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import harness as h
@@ -472,3 +473,97 @@ def ansible_overhead(pools, workdir, snapshots=10):
     return {"snapshots": snapshots, "role_wall_s": round(wall, 3), "timings": timings,
             "ansible_s": round(wall - timings["data_s"], 3),
             "ansible_s_without_verify": round(wall - timings["data_s"] - timings.get("verify_s", 0), 3)}
+
+
+# ---- 6. warm migration -----------------------------------------------------------------------
+
+GUEST_RATE = 5 * 1000 * 1000          # bytes per second the guest writes (5 MB/s)
+GUEST_WRITE = 256 * 1024              # bytes per write: 20 writes a second
+WARM_SNAPSHOTS = 5
+
+
+class GuestWriter(threading.Thread):
+    """The guest of a running source VM writing random data at GUEST_RATE, at random 64 KiB
+    aligned offsets of its disk, through the simulator's guest-write endpoint; stops when
+    told or when the VM stops."""
+
+    def __init__(self, pools, vm_uuid, size, seed):
+        super().__init__(daemon=True)
+        self.pools, self.vm_uuid, self.size = pools, vm_uuid, size
+        self.rng = random.Random(seed)
+        self.stopping = threading.Event()
+        self.written = 0
+
+    def run(self):
+        started = time.monotonic()
+        while not self.stopping.is_set():
+            offset = self.rng.randrange(0, (self.size - GUEST_WRITE) // BLOCK) * BLOCK
+            status, dummy, dummy = client.http_request(
+                self.pools.src, "POST", "/xapisim/guest_write",
+                {"vm": self.vm_uuid, "userdevice": "0", "offset": str(offset)}, self.pools.xsrc,
+                self.rng.randbytes(GUEST_WRITE))
+            if status != 200:
+                return
+            self.written += GUEST_WRITE
+            time.sleep(max(0.0, started + self.written / GUEST_RATE - time.monotonic()))
+
+
+def start_with_tools(pools, vm_uuid):
+    x = pools.xsrc
+    vm = x.xenapi.VM.get_by_uuid(vm_uuid)
+    x.xenapi.VM.start(vm, False, False)
+    status, dummy, body = client.http_request(pools.src, "POST", "/xapisim/guest", {"vm": vm_uuid}, x,
+                                              json.dumps({"tools": True}).encode())
+    if status != 200:
+        raise RuntimeError("the simulator refused guest tools: %r" % body)
+
+
+def warm_once(pools, vm_uuid, size, use_cbt, seed):
+    """One warm migration of the running VM while its guest writes; the source is started
+    again afterwards for the next run. Returns the mover's result."""
+    h.clear_destination(pools, vm_uuid)
+    x = pools.xsrc
+    if x.xenapi.VM.get_power_state(x.xenapi.VM.get_by_uuid(vm_uuid)) == "Halted":
+        start_with_tools(pools, vm_uuid)
+    guest = GuestWriter(pools, vm_uuid, size, seed)
+    guest.start()
+    try:
+        time.sleep(1)
+        r = h.run_mover(pools, vm_uuid, use_cbt=use_cbt)
+    finally:
+        guest.stopping.set()
+        guest.join(60)
+    r["guest_written"] = guest.written
+    h.clear_destination(pools, vm_uuid)
+    return r
+
+
+def warm_downtime(pools, sizes=(("2g", 2 * GiB), ("8g", 8 * GiB)), repeats=REPEATS):
+    """Downtime of a warm migration (source stop requested -> destination running), the median
+    of ``repeats`` runs, for a VM with a tree of 5 snapshots on disks of 2 and 8 GiB (1/16
+    allocated in 4 MiB stripes, each snapshot changing 1 % of the blocks) whose guest writes
+    5 MB/s throughout: with CBT, and on the same SMAPIv1 pool without it (VHD maps)."""
+    out = {}
+    steps = [s for i in range(1, WARM_SNAPSHOTS + 1) for s in (("write", i), ("snap", "s%d" % i))] + [("write", 9)]
+    for label, size in sizes:
+        vm_uuid = build_snapshots(pools, "bench-warm-%s" % label, steps, size, 0.01, seed=11,
+                                  extents=h.striped_extents(size, 1 / 16, 4 * MiB))
+        start_with_tools(pools, vm_uuid)
+        for mode, use_cbt in (("", True), ("_vhd", False)):
+            runs = [warm_once(pools, vm_uuid, size, use_cbt, seed=run) for run in range(repeats)]
+            key = label + mode
+            out["downtime_s_" + key] = median([r["warm"]["downtime_s"] for r in runs])
+            out["shutdown_s_" + key] = median([r["warm"]["shutdown_s"] for r in runs])
+            out["passes_" + key] = median([len(r["warm"]["passes"]) for r in runs])
+            out["final_delta_bytes_" + key] = median([r["warm"]["final_delta_bytes"] for r in runs])
+            out["runs_" + key] = [{"downtime_s": r["warm"]["downtime_s"], "passes": r["warm"]["passes"],
+                                   "final_delta_bytes": r["warm"]["final_delta_bytes"],
+                                   "guest_written": r["guest_written"], "data_s": r["timings"]["data_s"],
+                                   "delta_sources": r["delta_sources"]} for r in runs]
+            log("warm %s: downtime %s s, %s passes, last delta %s bytes" % (
+                key, out["downtime_s_" + key], out["passes_" + key], out["final_delta_bytes_" + key]))
+        h.remove_source_vm(pools, vm_uuid)
+    for mode in ("", "_vhd"):
+        out["downtime_growth_s" + mode] = round(out["downtime_s_8g" + mode] - out["downtime_s_2g" + mode], 3)
+    out["guest_bytes_per_s"] = GUEST_RATE
+    return out
