@@ -30,9 +30,14 @@ options:
       - When a converged running VM is cut over. V(auto) as soon as the passes end, in the same
         call; the downtime (shutdown, last delta, metadata, start on the destination) has no
         task boundary inside it.
-      - Manual cut-over and time windows are not built yet.
+      - V(manual) converges the destination copy and returns with the VM still running on the
+        source, each disk's last transient snapshot kept there as the next run's base (the only
+        object of the job left on the source); the result has C(cutover_pending). Run again
+        with V(manual) to bring the copy up to date, or with V(now) to cut over, which is
+        V(auto) after a manual wait.
+      - Time windows are not built yet.
     type: str
-    choices: [auto]
+    choices: [auto, now, manual]
     default: auto
   shutdown_timeout:
     description: Seconds the guest is given to shut down cleanly at cut-over.

@@ -493,11 +493,14 @@ class BatchWriter:
     written rarely). An import left with nothing to send for ``STREAM_IDLE_S`` is ended, and
     the next data opens another.
     One request at a time: XAPI attaches the VDI read-write for each import, and a VDI is
-    attached read-write only once at a time."""
+    attached read-write only once at a time. ``eager``: the request is opened at once, so
+    that its attach (about a second on a real host) overlaps the source's NBD connection and
+    the first reads; for a node that is expected to write something."""
 
-    def __init__(self, conn, vdi_uuid, pool=None, batch_min=BATCH_MIN, nblocks=0):
+    def __init__(self, conn, vdi_uuid, pool=None, batch_min=BATCH_MIN, nblocks=0, eager=False):
         self.conn = conn
         self.vdi_uuid = vdi_uuid
+        self.eager = eager
         self.written_blocks = BlockMap(nblocks)   # what was handed to add: read back later
         self.own_pool = pool is None
         self.pool = pool or FramePool()
@@ -556,6 +559,8 @@ class BatchWriter:
     def _run(self):
         stream = None
         try:
+            if self.eager:
+                stream = ImportStream(self.conn, self.vdi_uuid)
             while True:
                 batch = self._next_batch()
                 if batch is None:

@@ -269,3 +269,24 @@ def snapshot_time_fixups(dst, tree, pairs):
     not_kept, changed = fix_snapshot_times(dst, wanted, srs)
     rows = [{"vdi_uuid": u, "source_time": w, "destination_time": g, "reason": r} for u, w, g, r in not_kept]
     return rows, changed
+
+
+def cbt_fixups(dst, tree, pairs):
+    """CBT enabled on each destination disk of the VM whose source disk has it (a backup tool
+    that used it on the source finds it on the destination; its next backup is a full one, the
+    change log being new). Returns (warnings for the disks where XAPI refused it, whether
+    anything was enabled)."""
+    warnings, changed = [], False
+    for device, disk in sorted(tree.vm.disks.items()):
+        if not disk.cbt_enabled or disk.uuid not in pairs:
+            continue
+        ref = dst.call("VDI.get_by_uuid", pairs[disk.uuid])
+        if dst.call("VDI.get_cbt_enabled", ref):
+            continue
+        try:
+            dst.call("VDI.enable_cbt", ref)
+            changed = True
+        except XapiFailure as e:
+            warnings.append("CBT could not be enabled on the destination's disk %s (%s): enable it there "
+                            "(VDI.enable_cbt) where the SR and licence allow it" % (device, e.code))
+    return warnings, changed

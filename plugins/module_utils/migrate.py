@@ -138,26 +138,44 @@ def each_disk(mirrors, work, nbd_connections):
 
 def warm_cutover(src, dst, the_plan, options, mirrors, cancel=None):
     """A running VM (warm.py): passes from transient snapshots while it runs, then the
-    downtime. Its transient snapshots are always removed. Returns the result's warm part."""
+    downtime; or, with cutover manual, a return with the destination converged and each
+    disk's last transient snapshot kept as the next run's base. Otherwise the transient
+    snapshots are always removed. Returns the result's warm part."""
     settings, job, tree = options.warm, the_plan["job"], the_plan["tree"]
     leaves = [tree.vm.disks[m.userdevice] for m in mirrors]
-    named = {m.held.disk.uuid for m in mirrors if m.held.marker.startswith("transient:")}
-    warm.remove_transients(src, leaves, job, keep=named)
-    passes = []
+    warm.remove_transients(src, leaves, job, keep=transient_bases(mirrors))
+    passes, kept = [], ()
     try:
         while not passes or not warm.converged(passes, settings):
             if cancel is not None:
                 cancel.check()
             passes.append(converge_pass(src, mirrors, tree, job, len(passes) + 1, options.nbd_connections))
-        found = downtime(src, dst, the_plan, options, mirrors)
+        if settings.cutover == "manual":
+            found, kept = waiting(the_plan, passes), transient_bases(mirrors)
+        else:
+            found = downtime(src, dst, the_plan, options, mirrors)
     finally:
-        warm.remove_transients(src, leaves, job)
+        warm.remove_transients(src, leaves, job, keep=kept)
     last = passes[-1]["bytes_written"]
     if last > settings.cutover_bytes:
-        found["warnings"] = ["the passes did not converge below cutover_bytes (%d bytes): the last wrote %d bytes, "
-                             "and the downtime carried what the guest wrote since" % (settings.cutover_bytes, last)]
+        found.setdefault("warnings", []).append(
+            "the passes did not converge below cutover_bytes (%d bytes): the last wrote %d bytes, and the "
+            "downtime carries what the guest wrote since" % (settings.cutover_bytes, last))
     found["warm"].update(passes=passes, cutover=settings.cutover, converged=last <= settings.cutover_bytes)
     return found
+
+
+def transient_bases(mirrors):
+    """The uuids of the transient snapshots the working disks hold."""
+    return {m.held.disk.uuid for m in mirrors if m.held is not None and m.held.marker.startswith("transient:")}
+
+
+def waiting(the_plan, passes):
+    """The result of a manual cut-over's run: converged, the VM still running on the source."""
+    line = ("VM %s runs on the source; its destination copy is converged (the last pass wrote %d bytes). "
+            "Run again with cutover now (role: sxm_cutover: now) to cut it over; a run with manual "
+            "brings it up to date again" % (the_plan["vm"]["name_label"], passes[-1]["bytes_written"]))
+    return {"warm": {"waiting": True}, "cutover_pending": True, "next_step": line}
 
 
 def written_and_read(mirrors):
@@ -263,7 +281,9 @@ def metadata_step(src, dst, the_plan, options, check_mode=False):
     if check_mode:
         return result
     rows, changed = metadata.snapshot_time_fixups(dst, tree, pairs)
-    result["changed"] = result["changed"] or changed
+    cbt_warnings, cbt_changed = metadata.cbt_fixups(dst, tree, pairs)
+    result["warnings"] += cbt_warnings
+    result["changed"] = result["changed"] or changed or cbt_changed
     result["snapshot_time_not_kept"] = rows
     if rows:
         result["warnings"].append("%d snapshot disk(s) keep the destination's snapshot_time; see "
@@ -351,6 +371,9 @@ def migrate(src, dst, options, check_mode=False, cancel=None, partial=None):
         partial.update(merge_results(steps + [step]))
     steps.append(mirror_step(src, dst, the_plan, options, check_mode, cancel, on_disk=done, nbd_checked=True))
     done(steps[-1])
+    if steps[-1].get("cutover_pending"):
+        # a manual cut-over: the VM runs on, its copy converged; a later run cuts it over
+        return merge_results(steps)
     steps.append(metadata_step(src, dst, the_plan, options, check_mode))
     if not check_mode:
         steps.append(verify_step(src, dst, the_plan, read_content=options.verify, depth=options.verify_depth))

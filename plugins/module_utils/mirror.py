@@ -455,12 +455,19 @@ class DiskMirror:
         else:
             chosen_by = "content"     # W's content was read back: no source knows its history
         self.result.delta_sources[chosen_by] = self.result.delta_sources.get(chosen_by, 0) + 1
+        # a node that will most likely write: its import's attach overlaps the source's
+        expected = candidates if prev_digests is not None else allocated
         writer = datapath.BatchWriter(self.dst, w_rec["uuid"], self.frames,
-                                      nblocks=(disk.virtual_size + datapath.BLOCK - 1) // datapath.BLOCK)
-        with self._source(disk) as source:
-            digests, read = datapath.copy_node(source, disk.virtual_size, writer, prev_digests,
-                                               candidates, progress=self.progress.add,
-                                               allocated_blocks=allocated)
+                                      nblocks=(disk.virtual_size + datapath.BLOCK - 1) // datapath.BLOCK,
+                                      eager=expected is None or len(expected) > 0)
+        try:
+            with self._source(disk) as source:
+                digests, read = datapath.copy_node(source, disk.virtual_size, writer, prev_digests,
+                                                   candidates, progress=self.progress.add,
+                                                   allocated_blocks=allocated)
+        except BaseException:
+            writer.abandon()         # the source could not be opened: end the open import
+            raise
         self.result.bytes_read += read
         self.result.bytes_written += writer.written
         return digests, writer.written_blocks

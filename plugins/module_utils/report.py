@@ -79,12 +79,17 @@ def markdown(result):
 
 def warm_lines(warm):
     """A running VM's passes, cut-over and downtime (migrate.warm_cutover)."""
-    lines = ["## Warm migration", "",
-             "- downtime: %s s (source stop requested to destination running), of which the guest's own "
-             "shutdown (%s) %s s" % (warm["downtime_s"], warm["shutdown"], warm["shutdown_s"]),
-             "- cut-over: %s, %s; last delta %s bytes" % (
-                 warm["cutover"], "converged" if warm["converged"] else "not converged", warm["final_delta_bytes"]),
-             "", "| pass | bytes written | bytes read | seconds |", "|---|---|---|---|"]
+    lines = ["## Warm migration", ""]
+    if warm.get("waiting"):
+        lines.append("- cut-over: %s; the VM runs on the source, its copy %s: run again with cutover now"
+                     % (warm["cutover"], "converged" if warm["converged"] else "not converged"))
+    else:
+        lines += ["- downtime: %s s (source stop requested to destination running), of which the guest's own "
+                  "shutdown (%s) %s s" % (warm["downtime_s"], warm["shutdown"], warm["shutdown_s"]),
+                  "- cut-over: %s, %s; last delta %s bytes" % (
+                      warm["cutover"], "converged" if warm["converged"] else "not converged",
+                      warm["final_delta_bytes"])]
+    lines += ["", "| pass | bytes written | bytes read | seconds |", "|---|---|---|---|"]
     lines += ["| %s | %s | %s | %s |" % (p["pass"], p["bytes_written"], p["bytes_read"], p["seconds"])
               for p in warm["passes"]]
     return lines + [""]

@@ -27,7 +27,7 @@ from ansible_collections.xapi.sxm.plugins.module_utils.markers import TRANSIENT,
 from ansible_collections.xapi.sxm.plugins.module_utils.tree import Disk
 
 TRANSIENT_LABEL = "xapi.sxm transient snapshot of %s"
-CUTOVERS = ("auto",)
+CUTOVERS = ("auto", "now", "manual")
 
 
 class Settings:
@@ -36,8 +36,8 @@ class Settings:
     def __init__(self, max_passes=5, cutover_bytes=64 << 20, cutover="auto", shutdown_timeout=300,
                  hard_shutdown=False):
         if cutover not in CUTOVERS:
-            raise InputError("cutover %r: only auto is built (manual and time windows are not yet)" % (cutover,),
-                             advice="use cutover auto; nothing was changed")
+            raise InputError("cutover %r: choose one of %s (time windows are not built yet)"
+                             % (cutover, ", ".join(CUTOVERS)), advice="nothing was changed")
         if max_passes < 1:
             raise InputError("max_passes is %d: give at least 1" % max_passes)
         if cutover_bytes < 0:

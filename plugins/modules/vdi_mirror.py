@@ -113,6 +113,14 @@ edge_minimum_bytes:
   description: The sum of the per-edge differences of the tree, for comparison.
   returned: when data moved
   type: int
+cutover_pending:
+  description: A running VM's copy is converged and waits for a run with O(cutover=now) (O(cutover=manual)).
+  returned: when a manual cut-over waits
+  type: bool
+next_step:
+  description: What to do next when a manual cut-over waits, in words.
+  returned: when a manual cut-over waits
+  type: str
 downtime_s:
   description: A running VM's downtime, from its shutdown request to the destination VM running.
   returned: when a running VM was cut over

@@ -103,6 +103,9 @@ def test_a_running_vm_moves_with_every_record_its_guest_wrote(pools, connect):
         assert content[device][offset:offset + len(data)] == data, (device, offset)
     # and nothing else changed: every disk of the tree, the leaves included, equals the source's
     assert_migrated(x, y, vm_uuid, scan=False)
+    # CBT stays on at the source, and is on at the destination where the source had it
+    for pool_session, owner in ((x, vm), (y, dst_vm)):
+        assert all(pool_session.xenapi.VDI.get_cbt_enabled(v) for v in scenario.disks(pool_session, owner).values())
     plan = result["warm"]
     assert result["downtime_s"] == plan["downtime_s"] > 0 and plan["shutdown"] == "clean"
     assert 1 <= len(plan["passes"]) <= 5 and plan["cutover"] == "auto"
@@ -197,3 +200,38 @@ def test_the_role_moves_a_running_vm_and_a_rerun_has_nothing_to_do(pools, connec
     assert transients(x) == []
     stats, again = migrate(vm_uuid)
     assert stats["failed"] == 0 and stats["changed"] == 0
+
+
+def test_a_manual_cutover_waits_converged_until_a_run_with_now(pools, connect):
+    """cutover manual: the VM runs on with its copy converged and one marked base per disk on
+    the source; another manual run brings the copy up to date; a run with now cuts over."""
+    x, y = connect(0), connect(1)
+    vm = running_vm(pools, x, "warm-manual")
+    vm_uuid = x.xenapi.VM.get_uuid(vm)
+    src, dst = connection(pools[0]), connection(pools[1])
+    manual = migration.Options(vm_uuid, warm_settings=warm.Settings(cutover="manual"))
+    try:
+        for run in range(2):
+            guest_write(pools[0], x, vm, 0, (run + 1) * MiB, b"written before manual run %d" % run)
+            result = migration.migrate(src, dst, manual)
+            assert result["cutover_pending"] is True and "cutover now" in result["next_step"]
+            assert result["warm"]["waiting"] and result["warm"]["passes"]
+            assert x.xenapi.VM.get_power_state(vm) == "Running"
+            assert not y.xenapi.VM.get_all_records_where('field "uuid"="%s"' % vm_uuid)
+            bases = transients(x)
+            assert len(bases) == 2                    # one marked base per disk, no more
+            # each working disk holds exactly its base's content
+            for base in bases:
+                base_ref = x.xenapi.VDI.get_by_uuid(base)
+                working = [ref for ref, rec in y.xenapi.VDI.get_all_records().items()
+                           if rec["other_config"].get("sxm:holds") == "transient:%s" % base]
+                assert len(working) == 1 and client.nbd_digest(y, working[0]) == client.nbd_digest(x, base_ref)
+        guest_write(pools[0], x, vm, 1, 0, b"written before the cut-over")
+        result = migration.migrate(src, dst, migration.Options(vm_uuid, warm_settings=warm.Settings(cutover="now")))
+        assert result["warm"]["cutover"] == "now" and result["downtime_s"] > 0
+        assert y.xenapi.VM.get_power_state(y.xenapi.VM.get_by_uuid(vm_uuid)) == "Running"
+        assert_migrated(x, y, vm_uuid, scan=False)
+        assert transients(x) == []
+    finally:
+        src.logout()
+        dst.logout()

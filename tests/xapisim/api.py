@@ -8,6 +8,7 @@ class has (getters, setters, map and set updates, get_all*, get_by_*) are generi
 """
 
 import threading
+import time
 
 from . import dbfilter
 from .errors import XapiError
@@ -75,8 +76,18 @@ class Dispatcher:
             raise XapiError("MESSAGE_METHOD_UNKNOWN", method)
         if is_async and not message.is_async:
             raise XapiError("Fault", "No async mode for this operation (rpc: %s)" % method)
-        # a real host's latency and the call's own work, outside the lock: calls run side by side
-        self.pool.host.call(name)
+        # a real host's latency and the call's own work, outside the lock (calls run side by side),
+        # the simulator's own work counted in: an Async call's before its task, a call's after it
+        started, cost = time.monotonic(), self.pool.host.call(name)
+        if is_async:
+            time.sleep(cost)
+        try:
+            return self._call(method, name, message, is_async, params, xmlrpc_mode)
+        finally:
+            if not is_async:
+                time.sleep(max(0.0, cost - (time.monotonic() - started)))
+
+    def _call(self, method, name, message, is_async, params, xmlrpc_mode):
         params = list(params)
         call_params = message.call_params
         received = len(params) - (1 if message.takes_session else 0)

@@ -117,8 +117,8 @@ def test_the_mode_follows_the_power_state(pools, env):
         planning.make_plan(src, dst, planning.Options(vm_name))
     x.xenapi.VM.hard_shutdown(vm)
     assert planning.make_plan(src, dst, planning.Options(vm_name, mode="warm"))["mode"] == "cold"
-    with pytest.raises(InputError, match="only auto is built"):
-        warm.Settings(cutover="manual")
+    with pytest.raises(InputError, match="choose one of auto, now, manual"):
+        warm.Settings(cutover="window")
 
 
 def test_unknown_and_ambiguous_names_are_refused(pools, env):

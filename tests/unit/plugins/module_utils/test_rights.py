@@ -19,6 +19,7 @@ NOT_CHECKED = {
     "session.add_to_other_config", "session.remove_from_other_config", "vdi.set_snapshot_time",
     "sr.scan",                              # the snapshot_time fix-up: local root only, reported
     "vm.set_tags", "vm.start",              # the rollback's, restoring what the source had
+    "vdi.enable_cbt",                       # CBT on the destination's disks: a warning when refused
 }
 
 
