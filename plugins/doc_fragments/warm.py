@@ -35,10 +35,23 @@ options:
         object of the job left on the source); the result has C(cutover_pending). Run again
         with V(manual) to bring the copy up to date, or with V(now) to cut over, which is
         V(auto) after a manual wait.
-      - Time windows are not built yet.
+      - V(window) keeps the copy converged, a pass every O(sync_interval), until
+        O(cutover_after), then cuts over; a run that converges only after O(cutover_before)
+        holds as V(manual) does. The task lasts until the window opens: give its C(async) and
+        its wait's timeout room for that.
     type: str
-    choices: [auto, now, manual]
+    choices: [auto, now, manual, window]
     default: auto
+  cutover_after:
+    description: With O(cutover=window), the earliest cut-over, a UTC time as C(YYYY-MM-DDTHH:MM:SSZ).
+    type: str
+  cutover_before:
+    description: With O(cutover=window), the latest start of the cut-over, a UTC time as C(YYYY-MM-DDTHH:MM:SSZ).
+    type: str
+  sync_interval:
+    description: Seconds between the passes that keep a copy converged while it waits for its window.
+    type: int
+    default: 60
   shutdown_timeout:
     description: Seconds the guest is given to shut down cleanly at cut-over.
     type: int

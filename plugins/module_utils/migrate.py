@@ -145,13 +145,21 @@ def warm_cutover(src, dst, the_plan, options, mirrors, cancel=None):
     leaves = [tree.vm.disks[m.userdevice] for m in mirrors]
     warm.remove_transients(src, leaves, job, keep=transient_bases(mirrors))
     passes, kept = [], ()
+
+    def one_pass():
+        if cancel is not None:
+            cancel.check()
+        passes.append(converge_pass(src, mirrors, tree, job, len(passes) + 1, options.nbd_connections))
     try:
         while not passes or not warm.converged(passes, settings):
-            if cancel is not None:
-                cancel.check()
-            passes.append(converge_pass(src, mirrors, tree, job, len(passes) + 1, options.nbd_connections))
-        if settings.cutover == "manual":
-            found, kept = waiting(the_plan, passes), transient_bases(mirrors)
+            one_pass()
+        while settings.decision(time.time()) == "wait":
+            # the window is not open yet: the copy kept converged meanwhile
+            time.sleep(min(settings.sync_interval, settings.seconds_to_window(time.time())))
+            one_pass()
+        decision = settings.decision(time.time())
+        if decision == "hold":
+            found, kept = waiting(the_plan, passes, settings), transient_bases(mirrors)
         else:
             found = downtime(src, dst, the_plan, options, mirrors)
     finally:
@@ -161,7 +169,8 @@ def warm_cutover(src, dst, the_plan, options, mirrors, cancel=None):
         found.setdefault("warnings", []).append(
             "the passes did not converge below cutover_bytes (%d bytes): the last wrote %d bytes, and the "
             "downtime carries what the guest wrote since" % (settings.cutover_bytes, last))
-    found["warm"].update(passes=passes, cutover=settings.cutover, converged=last <= settings.cutover_bytes)
+    found["warm"].update(passes=passes, cutover=settings.cutover, decision=decision,
+                         converged=last <= settings.cutover_bytes)
     return found
 
 
@@ -170,11 +179,15 @@ def transient_bases(mirrors):
     return {m.held.disk.uuid for m in mirrors if m.held is not None and m.held.marker.startswith("transient:")}
 
 
-def waiting(the_plan, passes):
-    """The result of a manual cut-over's run: converged, the VM still running on the source."""
-    line = ("VM %s runs on the source; its destination copy is converged (the last pass wrote %d bytes). "
-            "Run again with cutover now (role: sxm_cutover: now) to cut it over; a run with manual "
-            "brings it up to date again" % (the_plan["vm"]["name_label"], passes[-1]["bytes_written"]))
+def waiting(the_plan, passes, settings):
+    """The result of a run that holds the cut-over (manual, or a closed window): converged,
+    the VM still running on the source."""
+    why = "" if settings.window is None else "the cut-over window closed at %s; " % time.strftime(
+        warm.TIME_FORMAT, time.gmtime(settings.window[1]))
+    line = ("%sVM %s runs on the source; its destination copy is converged (the last pass wrote %d bytes). "
+            "Run again with cutover now (role: sxm_cutover: now) or a new window to cut it over; a run "
+            "with manual brings it up to date again" % (why, the_plan["vm"]["name_label"],
+                                                        passes[-1]["bytes_written"]))
     return {"warm": {"waiting": True}, "cutover_pending": True, "next_step": line}
 
 

@@ -80,6 +80,9 @@ def warm_spec():
         cutover=dict(type="str", choices=list(warm.CUTOVERS), default="auto"),
         shutdown_timeout=dict(type="int", default=300),
         hard_shutdown=dict(type="bool", default=False),
+        cutover_after=dict(type="str"),
+        cutover_before=dict(type="str"),
+        sync_interval=dict(type="int", default=60),
     )
 
 

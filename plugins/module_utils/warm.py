@@ -14,6 +14,10 @@
   CBT between the two snapshots where enabled, else a VHD map, else content; the pass before
   goes. Passes repeat while the delta shrinks, up to ``max_passes``, until one writes at most
   ``cutover_bytes``.
+- *When*: ``cutover`` auto (or now) as soon as converged; manual holds, the copy converged,
+  the last transient snapshots kept as the next run's bases; window waits, a pass every
+  ``sync_interval``, until ``cutover_after``, cuts over before ``cutover_before``, and holds
+  once the window has closed.
 - *Shutdown*: clean, within ``shutdown_timeout``; hard only when the user allowed it and the
   clean one was refused (a guest without tools) or timed out.
 """
@@ -22,30 +26,70 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import calendar
+import time
+
 from ansible_collections.xapi.sxm.plugins.module_utils.errors import InputError, StateError, WaitTimeout, XapiFailure
 from ansible_collections.xapi.sxm.plugins.module_utils.markers import TRANSIENT, set_key
 from ansible_collections.xapi.sxm.plugins.module_utils.tree import Disk
 
 TRANSIENT_LABEL = "xapi.sxm transient snapshot of %s"
-CUTOVERS = ("auto", "now", "manual")
+CUTOVERS = ("auto", "now", "manual", "window")
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"      # cut-over window bounds, UTC
+
+
+def parse_utc(text, name):
+    """Seconds since the epoch of a UTC time written YYYY-MM-DDTHH:MM:SSZ."""
+    try:
+        return calendar.timegm(time.strptime(text, TIME_FORMAT))
+    except (TypeError, ValueError):
+        raise InputError("%s %r: give a UTC time as YYYY-MM-DDTHH:MM:SSZ, for example 2026-12-24T02:00:00Z"
+                         % (name, text), advice="nothing was changed")
 
 
 class Settings:
     """The warm options, checked before anything is read from a pool."""
 
     def __init__(self, max_passes=5, cutover_bytes=64 << 20, cutover="auto", shutdown_timeout=300,
-                 hard_shutdown=False):
+                 hard_shutdown=False, cutover_after=None, cutover_before=None, sync_interval=60):
         if cutover not in CUTOVERS:
-            raise InputError("cutover %r: choose one of %s (time windows are not built yet)"
-                             % (cutover, ", ".join(CUTOVERS)), advice="nothing was changed")
+            raise InputError("cutover %r: choose one of %s" % (cutover, ", ".join(CUTOVERS)),
+                             advice="nothing was changed")
         if max_passes < 1:
             raise InputError("max_passes is %d: give at least 1" % max_passes)
         if cutover_bytes < 0:
             raise InputError("cutover_bytes is negative: give bytes, 0 for a pass that wrote nothing")
         if shutdown_timeout < 1:
             raise InputError("shutdown_timeout is %d: give seconds, at least 1" % shutdown_timeout)
+        if sync_interval < 1:
+            raise InputError("sync_interval is %d: give seconds, at least 1" % sync_interval)
+        self.window = None
+        if cutover == "window":
+            if not cutover_after or not cutover_before:
+                raise InputError("cutover window needs cutover_after and cutover_before (UTC times)",
+                                 advice="give both, or choose cutover auto, now or manual; nothing was changed")
+            self.window = (parse_utc(cutover_after, "cutover_after"), parse_utc(cutover_before, "cutover_before"))
+            if self.window[0] >= self.window[1]:
+                raise InputError("cutover_after %s is not before cutover_before %s" % (cutover_after, cutover_before),
+                                 advice="nothing was changed")
         self.max_passes, self.cutover_bytes, self.cutover = max_passes, cutover_bytes, cutover
         self.shutdown_timeout, self.hard_shutdown = shutdown_timeout, hard_shutdown
+        self.sync_interval = sync_interval
+
+    def decision(self, now):
+        """What to do once converged, at ``now`` (epoch seconds): "cut over", "wait" (a pass
+        every sync_interval until the window opens) or "hold" (the VM runs on, the copy kept
+        converged: manual, or a window that has closed)."""
+        if self.cutover == "manual":
+            return "hold"
+        if self.window is None:
+            return "cut over"
+        if now < self.window[0]:
+            return "wait"
+        return "cut over" if now < self.window[1] else "hold"
+
+    def seconds_to_window(self, now):
+        return max(0.0, self.window[0] - now) if self.window else 0.0
 
 
 def take_transient(src, disk, job):

@@ -69,8 +69,8 @@ def transients(x):
     return [r["uuid"] for r in x.xenapi.VDI.get_all_records().values() if TRANSIENT in r["other_config"]]
 
 
-def running_vm(pools, x, name, sizes=(8 * MiB, 4 * MiB), tools=True):
-    vm, dummy = scenario.build_tree(pools[0], x, name, list(sizes), TREE)
+def running_vm(pools, x, name, sizes=(8 * MiB, 4 * MiB), tools=True, steps=TREE, sr=None):
+    vm, dummy = scenario.build_tree(pools[0], x, name, list(sizes), steps, sr=sr)
     x.xenapi.VM.start(vm, False, False)
     set_guest(pools[0], x, vm, tools=tools, ack_timeout=1)
     return vm
@@ -230,6 +230,54 @@ def test_a_manual_cutover_waits_converged_until_a_run_with_now(pools, connect):
         result = migration.migrate(src, dst, migration.Options(vm_uuid, warm_settings=warm.Settings(cutover="now")))
         assert result["warm"]["cutover"] == "now" and result["downtime_s"] > 0
         assert y.xenapi.VM.get_power_state(y.xenapi.VM.get_by_uuid(vm_uuid)) == "Running"
+        assert_migrated(x, y, vm_uuid, scan=False)
+        assert transients(x) == []
+    finally:
+        src.logout()
+        dst.logout()
+
+
+def test_without_cbt_on_smapiv3_the_plan_warns_of_whole_reads_and_the_move_is_exact(pools, connect):
+    """No CBT and no VHD maps (SMAPIv3): every pass, and the last one while the VM is stopped,
+    reads the disks whole; the plan says so with its estimate, and the bytes still match."""
+    x, y = connect(0), connect(1)
+    sr = x.xenapi.SR.get_by_name_label("Local storage (SMAPIv3)")[0]
+    dst_sr = y.xenapi.SR.get_uuid(y.xenapi.SR.get_by_name_label("Local storage (SMAPIv3)")[0])
+    vm = running_vm(pools, x, "warm-v3", steps=[s for s in TREE if s[0] != "cbt"], sr=sr)
+    vm_uuid = x.xenapi.VM.get_uuid(vm)
+    src, dst = connection(pools[0]), connection(pools[1])
+    try:
+        guest_write(pools[0], x, vm, 0, 2 * MiB, b"written before the move")
+        result = migration.migrate(src, dst, migration.Options(vm_uuid, default_sr=dst_sr))
+        warned = [w for w in result["warnings"] if "no CBT on an SMAPIv3 SR" in w]
+        assert len(warned) == 1 and "the downtime is about" in warned[0] and "disk(s) 0, 1" in warned[0]
+        assert all(p["bytes_read"] >= 12 * MiB for p in result["warm"]["passes"])   # both disks whole
+        assert result["warm"]["final_delta_read_bytes"] == 12 * MiB
+        assert_migrated(x, y, vm_uuid, scan=False)
+        assert transients(x) == []
+    finally:
+        src.logout()
+        dst.logout()
+
+
+def test_a_cutover_window_waits_for_its_opening_and_a_closed_one_holds(pools, connect):
+    x, y = connect(0), connect(1)
+    vm = running_vm(pools, x, "warm-window")
+    vm_uuid = x.xenapi.VM.get_uuid(vm)
+    src, dst = connection(pools[0]), connection(pools[1])
+
+    def utc(offset):
+        return time.strftime(warm.TIME_FORMAT, time.gmtime(time.time() + offset))
+    try:
+        closed = warm.Settings(cutover="window", cutover_after=utc(-120), cutover_before=utc(-60))
+        result = migration.migrate(src, dst, migration.Options(vm_uuid, warm_settings=closed))
+        assert result["cutover_pending"] and "window closed at" in result["next_step"]
+        assert result["warm"]["decision"] == "hold" and x.xenapi.VM.get_power_state(vm) == "Running"
+        opens = time.time() + 4
+        window = warm.Settings(cutover="window", cutover_after=utc(4), cutover_before=utc(300), sync_interval=1)
+        result = migration.migrate(src, dst, migration.Options(vm_uuid, warm_settings=window))
+        assert result["warm"]["decision"] == "cut over" and len(result["warm"]["passes"]) >= 2
+        assert time.time() - result["downtime_s"] >= int(opens)     # stopped only once it opened
         assert_migrated(x, y, vm_uuid, scan=False)
         assert transients(x) == []
     finally:

@@ -117,8 +117,19 @@ def test_the_mode_follows_the_power_state(pools, env):
         planning.make_plan(src, dst, planning.Options(vm_name))
     x.xenapi.VM.hard_shutdown(vm)
     assert planning.make_plan(src, dst, planning.Options(vm_name, mode="warm"))["mode"] == "cold"
-    with pytest.raises(InputError, match="choose one of auto, now, manual"):
-        warm.Settings(cutover="window")
+    with pytest.raises(InputError, match="choose one of auto, now, manual, window"):
+        warm.Settings(cutover="sometime")
+    with pytest.raises(InputError, match="needs cutover_after and cutover_before"):
+        warm.Settings(cutover="window", cutover_after="2026-12-24T02:00:00Z")
+    with pytest.raises(InputError, match="give a UTC time"):
+        warm.Settings(cutover="window", cutover_after="tomorrow", cutover_before="2026-12-24T02:00:00Z")
+    with pytest.raises(InputError, match="is not before"):
+        warm.Settings(cutover="window", cutover_after="2026-12-24T04:00:00Z", cutover_before="2026-12-24T02:00:00Z")
+    window = warm.Settings(cutover="window", cutover_after="2026-12-24T02:00:00Z",
+                           cutover_before="2026-12-24T04:00:00Z")
+    opens = window.window[0]
+    assert [window.decision(opens + d) for d in (-1, 0, 7199, 7200)] == ["wait", "cut over", "cut over", "hold"]
+    assert warm.Settings(cutover="manual").decision(opens) == "hold" and warm.Settings().decision(opens) == "cut over"
 
 
 def test_unknown_and_ambiguous_names_are_refused(pools, env):
