@@ -139,12 +139,18 @@ def test_a_guest_without_tools_is_hard_shut_only_when_allowed(pools, connect):
         dst.logout()
 
 
-@pytest.mark.parametrize("fault", [{"kind": "import_fail"},
-                                   {"kind": "call", "method": "VM.start", "error": ["INTERNAL_ERROR", "injected"]}],
-                         ids=["final-delta", "destination-start"])
+INJECTED = ["INTERNAL_ERROR", "injected"]
+
+
+@pytest.mark.parametrize("fault", [
+    {"kind": "import_fail"},                                                # the last delta's import
+    {"kind": "call", "method": "network.get_all_records", "error": INJECTED},  # the metadata (its networks)
+    {"kind": "call", "method": "VBD.get_all_records_where", "error": INJECTED},   # the trees compared
+    {"kind": "call", "method": "VM.start", "error": INJECTED}],             # the destination's start
+    ids=["final-delta", "metadata", "trees", "destination-start"])
 def test_a_failure_inside_the_downtime_starts_the_source_again(pools, connect, monkeypatch, fault):
     x, y = connect(0), connect(1)
-    vm = running_vm(pools, x, "warm-fault-%s" % fault["kind"])
+    vm = running_vm(pools, x, "warm-fault-%s" % fault.get("method", fault["kind"]))
     vm_uuid = x.xenapi.VM.get_uuid(vm)
     shut_down, stopped = warm.shut_down, []
 
