@@ -42,8 +42,10 @@ LAYER_DEPS := setup
 endif
 
 # Two pytest-xdist workers, each with its own pair of simulated pools: the layers mostly wait
-# on Ansible and the simulators, and this halves their time on 2 cores.
-WORKERS := -n 2
+# on Ansible and the simulators, and this halves their time on 2 cores. The integration layer,
+# whose tests wait on ansible-playbook most, has a third. Each layer names its 10 slowest tests.
+WORKERS := -n 2 --durations=10
+INTEGRATION_WORKERS := -n 3 --durations=10
 
 unit: $(LAYER_DEPS)
 	@tools/pytest_layer.sh unit tests/unit $(WORKERS)
@@ -57,7 +59,7 @@ thirdparty: $(LAYER_DEPS)
 	@tools/pytest_layer.sh thirdparty tests/thirdparty $(WORKERS)
 
 integration: $(LAYER_DEPS)
-	@tools/pytest_layer.sh integration tests/integration $(WORKERS)
+	@tools/pytest_layer.sh integration tests/integration $(INTEGRATION_WORKERS)
 
 # The fault matrix: make test runs its quick cases, test-faults all of them (SXM_FAULT_SEED
 # picks the kill moments; the table lands in tests/output/fault-matrix.json), with the other

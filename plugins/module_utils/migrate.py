@@ -142,6 +142,8 @@ def warm_cutover(src, dst, the_plan, options, mirrors, cancel=None):
     disk's last transient snapshot kept as the next run's base. Otherwise the transient
     snapshots are always removed. Returns the result's warm part."""
     settings, job, tree = options.warm, the_plan["job"], the_plan["tree"]
+    # a disk only the snapshots still have is done with its tree
+    mirrors = [m for m in mirrors if m.userdevice in tree.vm.disks]
     leaves = [tree.vm.disks[m.userdevice] for m in mirrors]
     warm.remove_transients(src, leaves, job, keep=transient_bases(mirrors))
     passes, kept = [], ()

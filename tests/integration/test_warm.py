@@ -185,20 +185,24 @@ def test_a_failure_inside_the_downtime_starts_the_source_again(pools, connect, m
 
 
 def test_the_role_moves_a_running_vm_and_a_rerun_has_nothing_to_do(pools, connect, migrate, tmp_path):
-    """mode auto moves a running VM (it used to refuse it): the report carries the downtime,
-    the passes and the cut-over; a second run of the playbook changes nothing."""
+    """mode auto moves a running VM (it used to refuse it): with sxm_cutover manual the play
+    ends converged, the VM running; the same playbook with now cuts over, and the report
+    carries the downtime, the passes and the cut-over; a third run changes nothing."""
     x, y = connect(0), connect(1)
     vm = running_vm(pools, x, "warm-role")
     vm_uuid = x.xenapi.VM.get_uuid(vm)
+    stats, waiting = migrate(vm_uuid, sxm_cutover="manual")
+    assert stats["failed"] == 0 and waiting["cutover_pending"] and "cutover now" in waiting["next_step"]
+    assert x.xenapi.VM.get_power_state(vm) == "Running" and len(transients(x)) == 2
     guest = Guest(pools[0], x, vm, (8 * MiB, 4 * MiB))
     guest.start()
     try:
-        stats, result = migrate(vm_uuid)
+        stats, result = migrate(vm_uuid, sxm_cutover="now")
     finally:
         guest.stopping.set()
         guest.join(30)
     assert stats["failed"] == 0 and stats["changed"] > 0
-    assert result["downtime_s"] > 0 and result["warm"]["passes"] and result["warm"]["cutover"] == "auto"
+    assert result["downtime_s"] > 0 and result["warm"]["passes"] and result["warm"]["cutover"] == "now"
     report = (tmp_path / "reports" / ("sxm-%s.md" % vm_uuid)).read_text()
     assert "## Warm migration" in report and "| pass |" in report
     assert y.xenapi.VM.get_power_state(y.xenapi.VM.get_by_uuid(vm_uuid)) == "Running"
