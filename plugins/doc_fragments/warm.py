@@ -37,7 +37,7 @@ options:
         V(auto) after a manual wait.
       - V(window) keeps the copy converged, a pass every O(sync_interval), until
         O(cutover_after), then cuts over; a run that converges only after O(cutover_before)
-        holds as V(manual) does. The task lasts until the window opens: give its C(async) and
+        holds as V(manual) does. The task lasts until the window opens; give its C(async) and
         its wait's timeout room for that.
     type: str
     choices: [auto, now, manual, window]

@@ -114,12 +114,14 @@ edge_minimum_bytes:
   returned: when data moved
   type: int
 cutover_pending:
-  description: A running VM's copy is converged and waits for a run with O(cutover=now) (O(cutover=manual)).
-  returned: when a manual cut-over waits
+  description:
+    - A running VM's copy is converged and its cut-over held (O(cutover=manual), or a window
+      that closed); a run with O(cutover=now) finishes it.
+  returned: when the cut-over is held
   type: bool
 next_step:
-  description: What to do next when a manual cut-over waits, in words.
-  returned: when a manual cut-over waits
+  description: What to do next when the cut-over is held, in words.
+  returned: when the cut-over is held
   type: str
 downtime_s:
   description: A running VM's downtime, from its shutdown request to the destination VM running.
@@ -130,8 +132,9 @@ warm:
     - A running VM's move. C(passes) (each C(pass), C(bytes_written), C(bytes_read),
       C(seconds)), C(downtime_s), C(shutdown) (V(clean) or V(hard)) with C(shutdown_s) (the
       guest's own part of the downtime), C(final_delta_bytes) written while it was stopped,
-      C(cutover) and whether the passes C(converged) below O(cutover_bytes).
-  returned: when a running VM was cut over
+      C(cutover) with its C(decision) (V(cut over) or V(hold), then C(waiting)) and whether
+      the passes C(converged) below O(cutover_bytes).
+  returned: when a running VM was migrated warm
   type: dict
 timings:
   description:

@@ -144,20 +144,20 @@ snapshot_time_not_kept:
   type: list
   elements: dict
 cutover_pending:
-  description: A running VM's copy is converged and waits for a run with O(cutover=now) (O(cutover=manual)).
-  returned: when a manual cut-over waits
+  description: True when the cut-over is held (O(cutover=manual), or a closed window), as in M(xapi.sxm.vdi_mirror).
+  returned: when the cut-over is held
   type: bool
 next_step:
-  description: What to do next when a manual cut-over waits, in words.
-  returned: when a manual cut-over waits
+  description: How to finish a held cut-over, in words.
+  returned: when the cut-over is held
   type: str
 downtime_s:
-  description: A running VM's downtime, from its shutdown request to the destination VM running.
+  description: Seconds a running VM was down, shutdown request to destination start (see M(xapi.sxm.vdi_mirror)).
   returned: when a running VM was cut over
   type: float
 warm:
   description: A running VM's passes, shutdown and cut-over, as M(xapi.sxm.vdi_mirror) returns them.
-  returned: when a running VM was cut over
+  returned: when a running VM was migrated warm
   type: dict
 timings:
   description: Seconds spent moving data, importing metadata, verifying, and in total.
