@@ -8,7 +8,10 @@ small cache of pages, so that the process does not grow with the disk: a 2 TiB d
 digests are 512 MiB per kept node, on disk, with at most ``CACHE_PAGES`` pages in memory.
 
 An all-zero block's digest is 16 zero bytes, so that a new store (a hole in the file) reads
-as an empty disk.
+as an empty disk. A store made by ``unknown`` reads ``UNKNOWN_DIGEST`` for every block not set
+since: the content of a disk known only where it was written (a warm migration's working disk
+on a re-run, see mirror.py). No block's content has that digest, so every comparison with it
+differs and the block travels.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -22,23 +25,32 @@ import tempfile
 
 DIGEST = 16
 ZERO_DIGEST = bytes(DIGEST)
+UNKNOWN_DIGEST = b"\xff" * DIGEST
 MEMORY_BYTES = 8 << 20
 PAGE_BLOCKS = 4096                      # 64 KiB of digests per page
 CACHE_PAGES = 64                        # 4 MiB of pages per store
 
 
 class DigestStore:
-    def __init__(self, nblocks, memory_bytes=MEMORY_BYTES):
+    def __init__(self, nblocks, memory_bytes=MEMORY_BYTES, fill=ZERO_DIGEST):
         self.nblocks = nblocks
         self.memory = None
         self.file = None
+        self.fill = fill
+        self.partial = fill != ZERO_DIGEST        # some blocks' digests are not known
         if nblocks * DIGEST <= memory_bytes:
-            self.memory = bytearray(nblocks * DIGEST)
+            self.memory = bytearray(fill * nblocks)
         else:
             self.file = tempfile.TemporaryFile(prefix="sxm-digests-")
             self.file.truncate(nblocks * DIGEST)
             self.pages = collections.OrderedDict()    # page number -> bytearray, LRU order
             self.dirty = set()
+            self.on_file = set()                      # pages written out at least once
+
+    @classmethod
+    def unknown(cls, nblocks):
+        """A store in which no block's digest is known yet."""
+        return cls(nblocks, fill=UNKNOWN_DIGEST)
 
     # ---- pages (file-backed stores) ---------------------------------------------------------
     def _page(self, number):
@@ -47,8 +59,11 @@ class DigestStore:
             self.pages.move_to_end(number)
             return page
         length = min(PAGE_BLOCKS, self.nblocks - number * PAGE_BLOCKS) * DIGEST
-        page = bytearray(os.pread(self.file.fileno(), length, number * PAGE_BLOCKS * DIGEST))
-        page.extend(bytes(length - len(page)))
+        if number in self.on_file or self.fill == ZERO_DIGEST:
+            page = bytearray(os.pread(self.file.fileno(), length, number * PAGE_BLOCKS * DIGEST))
+            page.extend(bytes(length - len(page)))
+        else:
+            page = bytearray(self.fill * (length // DIGEST))
         self.pages[number] = page
         while len(self.pages) > CACHE_PAGES:
             old, data = self.pages.popitem(last=False)
@@ -59,6 +74,7 @@ class DigestStore:
     def _write_page(self, number, data):
         os.pwrite(self.file.fileno(), bytes(data), number * PAGE_BLOCKS * DIGEST)
         self.dirty.discard(number)
+        self.on_file.add(number)
 
     # ---- access -----------------------------------------------------------------------------
     def get_range(self, first, count):
@@ -103,6 +119,7 @@ class DigestStore:
         """A new store with these digests, cut or extended with zero blocks to ``nblocks``."""
         nblocks = self.nblocks if nblocks is None else nblocks
         other = DigestStore(nblocks)
+        other.partial = self.partial
         keep = min(nblocks, self.nblocks)
         step = PAGE_BLOCKS * 16
         for first in range(0, keep, step):

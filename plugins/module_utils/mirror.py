@@ -36,6 +36,7 @@ __metaclass__ = type
 import time
 
 from ansible_collections.xapi.sxm.plugins.module_utils import datapath, delta, xapi
+from ansible_collections.xapi.sxm.plugins.module_utils.digests import DigestStore
 from ansible_collections.xapi.sxm.plugins.module_utils.errors import DataPathError, XapiFailure
 from ansible_collections.xapi.sxm.plugins.module_utils.markers import (
     DEVICE, HOLDS, JOB, ROLE, SOURCE, TRANSIENT, set_key)
@@ -68,7 +69,9 @@ def node_marker(disk):
 
 
 def leaf_marker(disk, digests):
-    return "leaf:%s:%s" % (disk.uuid, datapath.content_fingerprint(digests))
+    # W known only where written (a warm re-run's CBT passes): no fingerprint a re-run could match
+    fingerprint = "partial" if digests.partial else datapath.content_fingerprint(digests)
+    return "leaf:%s:%s" % (disk.uuid, fingerprint)
 
 
 def transient_marker(disk, digests):
@@ -342,11 +345,21 @@ class DiskMirror:
         """Bring W from what it holds to ``disk`` (a transient snapshot of the running leaf,
         or the halted leaf), the difference found by ``DeltaFinder.since``; every block
         written is read back. W's marker becomes ``marker`` (a function of the new digests).
-        Returns the BlockMap of the blocks written."""
+        Returns the BlockMap of the blocks written.
+
+        On a re-run, what W holds (the job's last transient snapshot) is known by its marker
+        but not by digests. Where CBT names the blocks changed since, W's other blocks are left
+        unknown (DigestStore.unknown) and every changed block is written: reading the base
+        whole to learn them would cost the whole disk for a day's few changed blocks."""
         held = self.held
+        found = None
+        if held.digests is None and held.disk is not None:
+            found = self.deltas.since(held.disk, disk)
+            if found[1] == "cbt":
+                held.digests = DigestStore.unknown(self._nblocks(held.disk))
         prev_digests = self._digests_of(held)
         try:
-            digests, written = self._write(disk, held, prev_digests, since=True)
+            digests, written = self._write(disk, held, prev_digests, since=True, found=found)
             self._check_written(self.w_ref, disk, digests, written)
         finally:
             self.frames.close()
@@ -415,12 +428,16 @@ class DiskMirror:
                 "untouched: run again to write them again, and check the destination SR if this "
                 "repeats" % (len(bad), self.userdevice, disk.name_label, bad[0] * datapath.BLOCK))
 
-    def _write(self, disk, held, prev_digests, since=False):
+    def _write(self, disk, held, prev_digests, since=False, found=None):
         """Bring W from ``held`` to ``disk``'s content; the marker says so first. Returns
         (the digests of ``disk``, the BlockMap of the blocks written)."""
         set_key(self.dst, "VDI", self.w_ref, HOLDS, writing_marker(disk, held))
         self.result.changed = True
-        return self._bring_working_to(self.w_rec, disk, held, prev_digests, since)
+        return self._bring_working_to(self.w_rec, disk, held, prev_digests, since, found)
+
+    @staticmethod
+    def _nblocks(disk):
+        return (disk.virtual_size + datapath.BLOCK - 1) // datapath.BLOCK
 
     def _digests_of(self, held):
         """Digests of what W holds (None when blank); a source disk is read when needed."""
@@ -439,16 +456,18 @@ class DiskMirror:
         return datapath.NbdSource(datapath.pick_nbd_record(records), tls=self.tls, limiter=self.limiter,
                                   connections=self.connections)
 
-    def _bring_working_to(self, w_rec, disk, held, prev_digests, since=False):
+    def _bring_working_to(self, w_rec, disk, held, prev_digests, since=False, found=None):
         """Write into W what differs between what it holds and ``disk`` (``since``: ``disk``
-        is later in the history of what W holds, see sync_to). Returns the digests of
-        ``disk``."""
+        is later in the history of what W holds, see sync_to; ``found``: the delta's
+        (candidates, source) already asked for). Returns the digests of ``disk``."""
         if int(w_rec["virtual_size"]) != disk.virtual_size:
             self.dst.call("VDI.resize", self.w_ref, str(disk.virtual_size))
             w_rec["virtual_size"] = str(disk.virtual_size)
         candidates = allocated = None
         if prev_digests is None:
             allocated, chosen_by = self.deltas.allocated(disk)
+        elif found is not None:
+            candidates, chosen_by = found
         elif held.disk is not None:
             find = self.deltas.since if since else self.deltas.between
             candidates, chosen_by = find(held.disk, disk)
@@ -457,8 +476,7 @@ class DiskMirror:
         self.result.delta_sources[chosen_by] = self.result.delta_sources.get(chosen_by, 0) + 1
         # a node that will most likely write: its import's attach overlaps the source's
         expected = candidates if prev_digests is not None else allocated
-        writer = datapath.BatchWriter(self.dst, w_rec["uuid"], self.frames,
-                                      nblocks=(disk.virtual_size + datapath.BLOCK - 1) // datapath.BLOCK,
+        writer = datapath.BatchWriter(self.dst, w_rec["uuid"], self.frames, nblocks=self._nblocks(disk),
                                       eager=expected is None or len(expected) > 0)
         try:
             with self._source(disk) as source:

@@ -5,7 +5,7 @@ import resource
 
 from ansible_collections.xapi.sxm.plugins.module_utils import digests as digestmod
 from ansible_collections.xapi.sxm.plugins.module_utils.blockmap import BlockMap
-from ansible_collections.xapi.sxm.plugins.module_utils.digests import DigestStore, ZERO_DIGEST
+from ansible_collections.xapi.sxm.plugins.module_utils.digests import UNKNOWN_DIGEST, DigestStore, ZERO_DIGEST
 
 
 def test_runs_of_partial_and_whole_bytes():
@@ -57,6 +57,20 @@ def test_store_reads_back_what_was_set_in_memory_and_on_file():
         assert other != store and other.differences(store) == 1
         shorter = store.copy(10)
         assert shorter.nblocks == 10 and shorter.differences(store) == len(range(14, n, 7))
+        store.close()
+
+
+def test_an_unknown_store_reads_unknown_until_set_in_memory_and_on_file():
+    for store in (DigestStore.unknown(1000), DigestStore(100000, memory_bytes=0, fill=UNKNOWN_DIGEST)):
+        n = store.nblocks
+        assert store.partial and store.get(0) == UNKNOWN_DIGEST and store.get(n - 1) == UNKNOWN_DIGEST
+        for block in range(0, n, 7):
+            store.set(block, ZERO_DIGEST)
+        # every page was evicted at least once in the file-backed store: what was set survives
+        assert store.get(7) == ZERO_DIGEST and store.get(8) == UNKNOWN_DIGEST
+        assert store.get(n - n % 7) == ZERO_DIGEST
+        other = store.copy()
+        assert other.partial and other.differences(store) == 0
         store.close()
 
 

@@ -7,6 +7,7 @@ import time
 from ansible_collections.xapi.sxm.plugins.module_utils import datapath
 from ansible_collections.xapi.sxm.plugins.module_utils.blockmap import BlockMap
 from ansible_collections.xapi.sxm.plugins.module_utils.datapath import BLOCK
+from ansible_collections.xapi.sxm.plugins.module_utils.digests import UNKNOWN_DIGEST, ZERO_DIGEST, DigestStore
 from block_writers import RecordingWriter
 
 
@@ -115,6 +116,17 @@ def test_cbt_candidates_limit_what_is_read():
     new_digests, read = datapath.copy_node(second, 8 * BLOCK, writer, digests, candidate_blocks=blockmap(8, [3, 4]))
     assert read == 2 * BLOCK and sorted(writer.blocks) == [3]
     assert new_digests.get(3) != digests.get(3) and new_digests.get(1) == digests.get(1)
+
+
+def test_over_unknown_content_every_candidate_travels_zeroes_included():
+    """A warm re-run knows W's blocks only where CBT says they changed: each of those is
+    written, a block that became zero as well, the others stay unknown and are not read."""
+    second = MemorySource(disk(8, {1: 7, 3: 5}))
+    writer = RecordingWriter()
+    unknown = DigestStore.unknown(8)
+    digests, read = datapath.copy_node(second, 8 * BLOCK, writer, unknown, candidate_blocks=blockmap(8, [2, 3]))
+    assert read == 2 * BLOCK and writer.blocks == {2: bytes(BLOCK), 3: bytes([5]) * BLOCK}
+    assert digests.partial and digests.get(1) == UNKNOWN_DIGEST and digests.get(2) == ZERO_DIGEST
 
 
 def test_an_allocation_map_skips_what_reads_zero_and_zeroes_what_became_zero():
