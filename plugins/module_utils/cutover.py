@@ -89,8 +89,14 @@ def check_content_unchanged(src, the_plan, dst_rec):
                          "without content): the source is not destroyed",
                          advice="run migration_verify with content: true (role: sxm_verify: true), then "
                                 "the cut-over again")
+    if content == verification.PARTIAL:
+        raise StateError("the destination's disks were brought up to date from CBT's changed blocks (a held "
+                         "warm cut-over run again), so no fingerprint of the source's whole disks was taken "
+                         "when it stopped: the source is not destroyed",
+                         advice="check the destination VM, then remove the source VM by hand; a warm "
+                                "migration run with source_disposition destroy takes that fingerprint itself")
     now = verification.content_fingerprint(
-        verification.leaf_fingerprints(src, the_plan["tree"], the_plan["tls"]))
+        the_plan.get("leaf_fingerprints") or verification.leaf_fingerprints(src, the_plan["tree"], the_plan["tls"]))
     if content != now:
         raise StateError("the source VM's disks were written since the destination was verified: "
                          "it is not destroyed; " + RERUN)

@@ -247,12 +247,26 @@ def downtime(src, dst, the_plan, options, mirrors):
             failure.message += " (inside the downtime: %s, the destination left blocked; run again)" % back
         raise
     running = time.time()
+    if options.source_disposition == "destroy":
+        proof_for_destroy(src, dst, the_plan, dst_ref)
     found.update(imported)
     found["warm"] = {"downtime_s": round(running - stop_requested, 3), "shutdown_s": round(halted - stop_requested, 3),
                      "shutdown": how, "final_delta_bytes": final_written - written,
                      "final_delta_read_bytes": final_read - read}
     found["downtime_s"] = found["warm"]["downtime_s"]
     return found
+
+
+def proof_for_destroy(src, dst, the_plan, dst_ref):
+    """A leaf synced from CBT's changed blocks alone has no whole fingerprint, which destroy
+    needs to prove the source unwritten since: read the halted source's disks once, now the
+    destination runs (never inside the downtime), and the cut-over compares with that."""
+    dummy, content = verification.parse_fingerprint(dst.call("VM.get_other_config", dst_ref).get(markers.VERIFIED))
+    if content != verification.PARTIAL:
+        return
+    leaves = verification.leaf_fingerprints(src, the_plan["tree"], the_plan["tls"])
+    markers.set_key(dst, "VM", dst_ref, markers.VERIFIED, verification.fingerprint(the_plan["tree"], leaves))
+    the_plan["leaf_fingerprints"] = leaves
 
 
 def required_pairs(dst, the_plan):

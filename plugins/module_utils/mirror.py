@@ -41,6 +41,7 @@ from ansible_collections.xapi.sxm.plugins.module_utils.errors import DataPathErr
 from ansible_collections.xapi.sxm.plugins.module_utils.markers import (
     DEVICE, HOLDS, JOB, ROLE, SOURCE, TRANSIENT, set_key)
 from ansible_collections.xapi.sxm.plugins.module_utils.tree import Disk
+from ansible_collections.xapi.sxm.plugins.module_utils.verify import PARTIAL
 from ansible_collections.xapi.sxm.plugins.module_utils.progress import Progress
 
 # names kept for the code that imported them from here
@@ -70,7 +71,7 @@ def node_marker(disk):
 
 def leaf_marker(disk, digests):
     # W known only where written (a warm re-run's CBT passes): no fingerprint a re-run could match
-    fingerprint = "partial" if digests.partial else datapath.content_fingerprint(digests)
+    fingerprint = PARTIAL if digests.partial else datapath.content_fingerprint(digests)
     return "leaf:%s:%s" % (disk.uuid, fingerprint)
 
 

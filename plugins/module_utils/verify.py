@@ -55,8 +55,12 @@ def content_fingerprint(leaf_fingerprints):
     return hashlib.sha256(json.dumps(sorted(leaf_fingerprints.items())).encode()).hexdigest()[:32]
 
 
+PARTIAL = "partial"     # a leaf synced from CBT's changed blocks only (mirror.leaf_marker)
+
+
 def fingerprint(tree, leaf_fingerprints):
-    return "records:%s content:%s" % (records_fingerprint(tree), content_fingerprint(leaf_fingerprints))
+    content = PARTIAL if PARTIAL in leaf_fingerprints.values() else content_fingerprint(leaf_fingerprints)
+    return "records:%s content:%s" % (records_fingerprint(tree), content)
 
 
 def parse_fingerprint(text):

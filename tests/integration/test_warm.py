@@ -251,6 +251,34 @@ def test_a_manual_cutover_waits_converged_until_a_run_with_now(pools, connect):
         dst.logout()
 
 
+def test_a_held_cutover_run_again_destroys_the_source_only_with_a_whole_fingerprint(pools, connect):
+    """A second held run syncs from CBT's changed blocks alone, so the cut-over has no whole
+    fingerprint of the source: a later destroy is refused, the source kept; a run with now and
+    destroy reads the halted source once after the start and removes it."""
+    x, y = connect(0), connect(1)
+    src, dst = connection(pools[0]), connection(pools[1])
+    try:
+        for name, how in (("warm-held-keep", "keep"), ("warm-held-destroy", "destroy")):
+            vm = running_vm(pools, x, name)
+            vm_uuid = x.xenapi.VM.get_uuid(vm)
+            for run in range(2):
+                guest_write(pools[0], x, vm, 0, run * MiB, b"written before held run %d" % run)
+                migration.migrate(src, dst, migration.Options(vm_uuid, warm_settings=warm.Settings(cutover="manual")))
+            now = migration.Options(vm_uuid, source_disposition=how, warm_settings=warm.Settings(cutover="now"))
+            result = migration.migrate(src, dst, now)
+            assert result["warm"]["cutover"] == "now" and transients(x) == []
+            assert y.xenapi.VM.get_power_state(y.xenapi.VM.get_by_uuid(vm_uuid)) == "Running"
+            if how == "keep":
+                with pytest.raises(SxmError, match="CBT's changed blocks"):
+                    migration.cutover_step(src, dst, migration.make_plan(src, dst, now), "destroy")
+                assert x.xenapi.VM.get_power_state(vm) == "Halted"
+            else:
+                assert not x.xenapi.VM.get_all_records_where('field "uuid"="%s"' % vm_uuid)
+    finally:
+        src.logout()
+        dst.logout()
+
+
 def test_without_cbt_on_smapiv3_the_plan_warns_of_whole_reads_and_the_move_is_exact(pools, connect):
     """No CBT and no VHD maps (SMAPIv3): every pass, and the last one while the VM is stopped,
     reads the disks whole; the plan says so with its estimate, and the bytes still match."""
