@@ -38,8 +38,7 @@ def complete(dst, dst_ref, dst_rec, check_mode):
     if markers.state_of(dst_rec) == "complete":
         return False
     if not check_mode:
-        if "start" in dst.call("VM.get_blocked_operations", dst_ref):
-            dst.call("VM.remove_from_blocked_operations", dst_ref, "start")
+        markers.unblock_starts(dst, dst_ref)
         markers.set_key(dst, "VM", dst_ref, markers.STATE, "complete")
     return True
 
@@ -50,8 +49,7 @@ def reblock(dst, job):
     ref, rec = markers.destination_vm(dst, job)
     if rec is None:
         return
-    if "start" not in rec["blocked_operations"]:
-        dst.call("VM.add_to_blocked_operations", ref, "start", markers.BLOCK_REASON)
+    markers.block_starts(dst, ref, markers.BLOCK_REASON)
     if markers.state_of(rec) == "complete":
         markers.set_key(dst, "VM", ref, markers.STATE, "verified")
     if dst.call("VM.get_power_state", ref) != "Halted":
@@ -69,10 +67,11 @@ def apply_disposition(src, dst, the_plan, dst_rec, how, check_mode):
                          "itself a migration's destination): it is not disposed of",
                          advice="finish or clean up that job first")
     if how == "block":
-        if "start" in src.call("VM.get_blocked_operations", vm_ref):
+        blocked = src.call("VM.get_blocked_operations", vm_ref)
+        if all(op in blocked for op in markers.STARTS):
             return False
         if not check_mode:
-            src.call("VM.add_to_blocked_operations", vm_ref, "start", markers.DISPOSITION_REASON + dst.url)
+            markers.block_starts(src, vm_ref, markers.DISPOSITION_REASON + dst.url)
         return True
     if how == "destroy":
         if not check_mode:
@@ -106,6 +105,7 @@ def destroy_vm_and_disks(src, vm_ref, tree):
     """The VM, its snapshots, their disks and its loose VDI snapshots: those were carried, and
     the metadata-only ones (not carried) are a CBT base of a VM that no longer exists."""
     vdis = {d.vdi_ref for disks in tree.loose.values() for d in disks}   # metadata-only ones too
+    vdis.update(image.vdi_ref for dummy, image in tree.memory_images())
     snapshots = src.call("VM.get_snapshots", vm_ref)
     for owner in snapshots + [vm_ref]:
         for vbd in src.call("VM.get_VBDs", owner):

@@ -26,6 +26,7 @@ SOURCE_BEFORE = "sxm:source_before"  # VM: the source's blocked_operations, tags
 TRANSIENT = "sxm:transient"    # source VDIs: a warm job's transient snapshot (the job's uuid)
 
 STATES = ("imported", "verified", "complete")
+STARTS = ("start", "resume")   # what makes a VM run: a suspended one is resumed, not started
 BLOCK_REASON = "xapi.sxm: migration of this VM is not complete"
 DISPOSITION_REASON = "migrated by xapi.sxm to "   # + the destination's URL: the source's start block
 
@@ -37,6 +38,22 @@ def set_key(conn, cls, ref, key, value):
     except XapiFailure:
         pass
     conn.call("%s.add_to_other_config" % cls, ref, key, value)
+
+
+def block_starts(conn, vm_ref, reason):
+    """Block every operation in STARTS that is not blocked yet. Returns whether any was."""
+    blocked = conn.call("VM.get_blocked_operations", vm_ref)
+    missing = [op for op in STARTS if op not in blocked]
+    for op in missing:
+        conn.call("VM.add_to_blocked_operations", vm_ref, op, reason)
+    return bool(missing)
+
+
+def unblock_starts(conn, vm_ref):
+    blocked = conn.call("VM.get_blocked_operations", vm_ref)
+    for op in STARTS:
+        if op in blocked:
+            conn.call("VM.remove_from_blocked_operations", vm_ref, op)
 
 
 def destination_vm(dst, job):

@@ -203,7 +203,8 @@ def born_marked(value, job):
                   "tags": list(rec.get("tags", [])), "power_state": rec.get("power_state")}
         rec.setdefault("other_config", {}).update({markers.JOB: job, markers.STATE: "imported",
                                                    markers.SOURCE_BEFORE: json.dumps(before, sort_keys=True)})
-        rec.setdefault("blocked_operations", {})["start"] = markers.BLOCK_REASON
+        for op in markers.STARTS:
+            rec.setdefault("blocked_operations", {})[op] = markers.BLOCK_REASON
     return value
 
 
@@ -245,8 +246,7 @@ def import_vm(dst, tar_bytes, pairs, job):
     import_metadata(dst, tar_bytes, pairs, job)
     dst_ref = dst.call("VM.get_by_uuid", job)
     # a pool that dropped the exported markers still gets them, before anything else happens
-    if "start" not in dst.call("VM.get_blocked_operations", dst_ref):
-        dst.call("VM.add_to_blocked_operations", dst_ref, "start", markers.BLOCK_REASON)
+    markers.block_starts(dst, dst_ref, markers.BLOCK_REASON)
     oc = dst.call("VM.get_other_config", dst_ref)
     if oc.get(markers.JOB) != job or oc.get(markers.STATE) != "imported":
         markers.set_key(dst, "VM", dst_ref, markers.JOB, job)

@@ -15,7 +15,7 @@ __metaclass__ = type
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.xapi.sxm.plugins.module_utils import cutover, datapath, markers, metadata, mirror, warm
+from ansible_collections.xapi.sxm.plugins.module_utils import cutover, datapath, markers, memory, metadata, mirror, warm
 from ansible_collections.xapi.sxm.plugins.module_utils import plan as planning, verify as verification
 from ansible_collections.xapi.sxm.plugins.module_utils import tree as treemod
 from ansible_collections.xapi.sxm.plugins.module_utils.errors import StateError, SxmError
@@ -59,14 +59,15 @@ def mirror_step(src, dst, the_plan, options, check_mode=False, cancel=None, on_d
         result["message"] = "already migrated; nothing to mirror"
         return result
     if check_mode:
-        dummy, missing = mirror.mirrored_pairs(dst, the_plan)
+        dummy, missing = mirrored_pairs(dst, the_plan)
         result["changed"] = bool(missing)
         result["would_mirror"] = missing
         return result
     started = time.time()
     # the progress file first: it names this process, by which a waiter tells a killed job
+    images = the_plan.get("memory_images", [])
     progress = Progress([src, dst], PROGRESS_LABEL % the_plan["vm"]["name_label"],
-                        sum(d["bytes_to_read"] for d in the_plan["disks"]), options.progress_file,
+                        sum(d["bytes_to_read"] for d in the_plan["disks"] + images), options.progress_file,
                         cancel=cancel, description="xapi.sxm migration of VM %s" % the_plan["job"]).start()
     limiter = datapath.RateLimiter(options.bandwidth_limit) if options.bandwidth_limit else None
     dst_tls = planning.nbd_uses_tls(dst)
@@ -75,12 +76,16 @@ def mirror_step(src, dst, the_plan, options, check_mode=False, cancel=None, on_d
         if not nbd_checked:
             planning.check_nbd(src, the_plan)
 
+        common = dict(tls=the_plan["tls"], use_vhd_maps=options.use_vhd_maps, progress=progress, limiter=limiter,
+                      connections=options.nbd_connections, dst_tls=dst_tls, cancel=cancel)
         mirrors = [mirror.DiskMirror(src, dst, the_plan["tree"], disk["userdevice"], disk["destination_sr_ref"],
-                                     the_plan["job"], tls=the_plan["tls"], use_cbt=options.use_cbt,
-                                     use_vhd_maps=options.use_vhd_maps,
-                                     progress=progress, limiter=limiter, connections=options.nbd_connections,
-                                     dst_tls=dst_tls, cancel=cancel)
+                                     the_plan["job"], use_cbt=options.use_cbt, **common)
                    for disk in the_plan["disks"]]
+        result["stale_memory_images_removed"] = memory.remove_stale(dst, the_plan)
+        result["changed"] = bool(result["stale_memory_images_removed"])
+        nodes = memory.image_nodes(the_plan["tree"])
+        mirrors += [memory.ImageMirror(src, dst, nodes[row["userdevice"]], row["destination_sr_ref"],
+                                       the_plan["job"], **common) for row in images]
         running = the_plan["mode"] == "warm"
         failures = []
         # a running VM's disks change: only their snapshots are mirrored here, the leaves by passes
@@ -269,8 +274,17 @@ def proof_for_destroy(src, dst, the_plan, dst_ref):
     the_plan["leaf_fingerprints"] = leaves
 
 
-def required_pairs(dst, the_plan):
+def mirrored_pairs(dst, the_plan):
+    """{source VDI uuid: destination VDI uuid} of every disk and memory image mirrored, and
+    what is not yet."""
     pairs, missing = mirror.mirrored_pairs(dst, the_plan)
+    images, images_missing = memory.mirrored_pairs(dst, the_plan)
+    pairs.update(images)
+    return pairs, missing + images_missing
+
+
+def required_pairs(dst, the_plan):
+    pairs, missing = mirrored_pairs(dst, the_plan)
     if missing:
         raise StateError("not every disk is mirrored yet (%s): run vdi_mirror first" % ", ".join(missing[:5]))
     return pairs
@@ -286,6 +300,9 @@ def destination_matches(dst, dst_ref, tree, pairs):
         for device, disk in node.disks.items():
             if by_uuid[node.uuid].disks[device].uuid != pairs.get(disk.uuid):
                 return False
+        image = by_uuid[node.uuid].memory
+        if node.memory is not None and (image is None or image.uuid != pairs.get(node.memory.uuid)):
+            return False
     return True
 
 
@@ -299,7 +316,7 @@ def metadata_step(src, dst, the_plan, options, check_mode=False):
     if markers.state_of(dst_rec) == "complete":
         result.update(destination_vm_uuid=job, message="already migrated; nothing to import")
         return result
-    pairs = required_pairs(dst, the_plan) if not check_mode else mirror.mirrored_pairs(dst, the_plan)[0]
+    pairs = required_pairs(dst, the_plan) if not check_mode else mirrored_pairs(dst, the_plan)[0]
     tar_bytes, result["network_mapping"] = metadata.exported_metadata(src, dst, job, options.network_map)
     if dst_ref is None or not destination_matches(dst, dst_ref, tree, pairs):
         result["changed"] = True

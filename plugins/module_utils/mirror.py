@@ -144,6 +144,8 @@ class DiskMirror:
     the destination's (read only when W's content must be read back). ``cancel`` (a
     cancel.Cancel) is checked between nodes and, through ``progress``, while data moves."""
 
+    VDI_TYPE = "user"         # of W
+
     def __init__(self, src, dst, tree, userdevice, dst_sr, job, tls=True, use_cbt=True,
                  progress=None, limiter=None, connections=datapath.NBD_CONNECTIONS, dst_tls=True,
                  cancel=None, use_vhd_maps=True):
@@ -381,7 +383,7 @@ class DiskMirror:
         model = leaf or first
         ref = self.dst.call("VDI.create", {
             "name_label": model.name_label, "name_description": "mirror of %s" % model.uuid,
-            "SR": self.dst_sr, "virtual_size": str(first.virtual_size), "type": "user",
+            "SR": self.dst_sr, "virtual_size": str(first.virtual_size), "type": self.VDI_TYPE,
             "sharable": False, "read_only": False, "xenstore_data": {}, "sm_config": {},
             "tags": [], "other_config": {JOB: self.job, ROLE: "working", DEVICE: str(self.userdevice),
                                          SOURCE: model.uuid, HOLDS: BLANK}})

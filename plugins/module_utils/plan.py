@@ -11,7 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.xapi.sxm.plugins.module_utils import datapath, markers, rights, tree as treemod, warm
+from ansible_collections.xapi.sxm.plugins.module_utils import datapath, markers, memory, rights, tree as treemod, warm
 from ansible_collections.xapi.sxm.plugins.module_utils.errors import (
     DataPathError, InputError, PreflightError, XapiFailure)
 
@@ -165,11 +165,29 @@ def destination_sr_for(dst, src_sr_uuid, options):
     return sr
 
 
+def memory_sr_for(src, dst, src_sr_ref, options):
+    """Where a memory image goes: the SR sr_map or default_sr names for it, else the
+    destination pool's suspend image SR (as XAPI's own migration chooses), else its default SR."""
+    src_sr_uuid = src.call("SR.get_uuid", src_sr_ref)
+    if src_sr_uuid in options.sr_map or options.default_sr:
+        return destination_sr_for(dst, src_sr_uuid, options)
+    sr = dst.call("pool.get_suspend_image_SR", dst.call("pool.get_all")[0])
+    if sr not in ("", treemod.NULL):
+        try:
+            dst.call("SR.get_uuid", sr)
+            return sr
+        except XapiFailure:
+            pass
+    return destination_sr_for(dst, src_sr_uuid, options)
+
+
 def effective_mode(vm_rec, options):
     """cold or warm, from the mode asked for and the VM's power state: auto is warm for a
     running VM and cold for a halted one; warm on a halted VM is cold (nothing runs)."""
     state, name = vm_rec["power_state"], vm_rec["name_label"]
-    if state == "Halted":
+    if state in ("Halted", "Suspended"):
+        # a suspended VM's disks and memory image do not change: it moves as a halted one does,
+        # its image with it, and arrives suspended
         return "cold"
     if state == "Running" and options.mode in ("auto", "warm"):
         return "warm"
@@ -177,10 +195,10 @@ def effective_mode(vm_rec, options):
         raise PreflightError("VM %s is running: mode cold needs it halted" % name,
                              advice="use mode warm or auto (the VM moves while it runs and stops only for "
                                     "the last changes), or shut it down; nothing was changed")
-    raise PreflightError("VM %s is %s: only running and halted VMs are moved (suspended ones are not "
-                         "built yet)" % (name, state),
-                         advice="resume it (it then moves warm) or shut it down, then run again; "
-                                "nothing was changed")
+    raise PreflightError("VM %s is %s: running, suspended and halted VMs are moved, a paused one is not"
+                         % (name, state.lower()),
+                         advice="unpause it (it then moves warm), suspend it or shut it down, then run "
+                                "again; nothing was changed")
 
 
 def check_movable(vm_rec, tree, options):
@@ -192,10 +210,12 @@ def check_movable(vm_rec, tree, options):
                              % (vm_rec["name_label"], state),
                              advice="finish that migration (run it again) or remove its copy with "
                                     "migration_cleanup, then run again; nothing was changed")
-    checkpoints = [n.name_label for n in tree.snapshots if n.is_checkpoint]
-    if checkpoints:
-        raise PreflightError("snapshots with memory (checkpoints) are not supported yet: %s"
-                             % ", ".join(sorted(checkpoints)))
+    lost = sorted(n.name_label for n in tree.nodes.values() if n.suspend_vdi_ref and n.memory is None)
+    if lost:
+        raise PreflightError("the memory image (suspend VDI) of %s cannot be read: its VDI is gone"
+                             % ", ".join(lost),
+                             advice="a checkpoint without its image cannot be reverted to anywhere: delete it "
+                                    "(or resume or shut down the VM), then run again; nothing was changed")
     emptied = sorted("%s (disk %s)" % (n.name_label, d.userdevice) for n, d in tree.metadata_only() if n)
     if emptied:
         raise PreflightError("snapshots whose disks hold only CBT metadata cannot be copied (a backup tool "
@@ -280,13 +300,14 @@ def make_plan(src, dst, options):
         devices = [d for d in devices if d in options.userdevices]
     disks = [plan_disk(src, dst, tree, userdevice, options) for userdevice in devices]
     warnings += smapiv3_warnings(disks, tree)
-    space = check_space(dst, disks, vm_rec["uuid"])
+    images = memory.plan_images(dst, tree, lambda sr: memory_sr_for(src, dst, sr, options))
+    space = check_space(dst, disks + images, vm_rec["uuid"])
     mode = effective_mode(vm_rec, options)
     if mode == "warm":
         check_rights(src, dst, options, mode)
         warnings += warm_warnings(src, tree, disks)
     return {"vm_ref": vm_ref, "vm": vm_rec, "tree": tree, "disks": disks, "tls": nbd_uses_tls(src),
-            "job": vm_rec["uuid"], "space": space, "warnings": warnings, "mode": mode}
+            "job": vm_rec["uuid"], "space": space, "warnings": warnings, "mode": mode, "memory_images": images}
 
 
 def warm_warnings(src, tree, disks):
@@ -356,7 +377,8 @@ def check_space(dst, disks, job):
             raise PreflightError(
                 "the destination SR %r has %s free; this VM's disks %s need about %s more there "
                 "(the space their trees occupy on the source)"
-                % (rec["name_label"], gib(free), ", ".join(d["userdevice"] for d in sr_disks), gib(needed)),
+                % (rec["name_label"], gib(free), ", ".join(d.get("label", d["userdevice"]) for d in sr_disks),
+                   gib(needed)),
                 advice="free space on that SR, or send the disks to another SR with sr_map or "
                        "default_sr, then run again; nothing was changed")
     return found
@@ -409,7 +431,9 @@ def plan_summary(the_plan):
     """The plan as plain data (no refs): what --check prints and results carry."""
     return {"disks": [{k: v for k, v in d.items() if k != "destination_sr_ref"} for d in the_plan["disks"]],
             "nbd_tls": the_plan["tls"], "space": the_plan["space"], "layouts": the_plan["tree"].layouts(),
-            "mode": the_plan["mode"]}
+            "mode": the_plan["mode"],
+            "memory_images": [{k: v for k, v in m.items() if k != "destination_sr_ref"}
+                              for m in the_plan.get("memory_images", [])]}
 
 
 def destination_progress(dst, the_plan):

@@ -16,6 +16,7 @@ __metaclass__ = type
 from ansible_collections.xapi.sxm.plugins.module_utils.markers import TRANSIENT
 
 NULL = "OpaqueRef:NULL"
+MEMORY = "memory"           # the userdevice of a memory image's Disk: it has no VBD
 
 
 class Disk:
@@ -49,8 +50,11 @@ class Node:
         self.snapshot_time = str(getattr(rec["snapshot_time"], "value", rec["snapshot_time"]))
         self.parent_ref = rec["parent"]
         self.is_vm = is_vm
-        self.is_checkpoint = rec.get("suspend_VDI", NULL) not in (NULL, "")
+        suspend_vdi = rec.get("suspend_VDI", NULL)
+        self.suspend_vdi_ref = suspend_vdi if suspend_vdi not in (NULL, "") else None
+        self.is_checkpoint = not is_vm and self.suspend_vdi_ref is not None
         self.power_state = rec["power_state"]
+        self.memory = None          # a Disk: the memory image (suspend VDI), see memory.py
         self.parent = None
         self.children = []
         self.active = False
@@ -65,6 +69,7 @@ class Node:
                 "name_description": self.name_description,
                 "snapshot_time": self.snapshot_time, "is_vm": self.is_vm, "active": self.active,
                 "is_checkpoint": self.is_checkpoint,
+                "memory_image": self.memory.to_dict() if self.memory else None,
                 "parent": self.parent.uuid if self.parent else None,
                 "children": [c.uuid for c in self.children],
                 "disks": [self.disks[k].to_dict() for k in sorted(self.disks, key=int)]}
@@ -145,6 +150,15 @@ class Tree:
         found = [(n, d) for n in self.snapshots for d in n.disks.values() if d.metadata_only]
         return found + [(None, d) for ds in self.loose.values() for d in ds if d.metadata_only]
 
+    def memory_images(self):
+        """(node, Disk) of every memory image the tree holds: the checkpoints', oldest first,
+        then a suspended VM's own."""
+        found = [n for n in self.snapshots if n.memory is not None]
+        found.sort(key=Node.sort_key)
+        if self.vm.memory is not None:
+            found.append(self.vm)
+        return [(n, n.memory) for n in found]
+
     def layouts(self):
         """The tree's unusual layouts, by name, for the report: what others refuse and how it
         is carried."""
@@ -214,10 +228,14 @@ def discover(conn, vm_ref):
     vbds = conn.call("VBD.get_all_records_where", _or("VM", sorted(nodes))) if nodes else {}
     disk_vbds = [(rec["VM"], rec["userdevice"], rec["VDI"]) for rec in vbds.values()
                  if rec["type"] == "Disk" and not rec["empty"] and rec["VDI"] != NULL]
-    vdis = _fetch_sr_vdis(conn, [vbd[2] for vbd in disk_vbds])
+    images = [n for n in nodes.values() if n.suspend_vdi_ref is not None]
+    vdis = _fetch_sr_vdis(conn, [vbd[2] for vbd in disk_vbds] + [n.suspend_vdi_ref for n in images])
     for vm, userdevice, vdi in disk_vbds:
         if vm in nodes and vdi in vdis:
             nodes[vm].disks[userdevice] = Disk(userdevice, vdi, vdis[vdi])
+    for node in images:
+        if node.suspend_vdi_ref in vdis:
+            node.memory = Disk(MEMORY, node.suspend_vdi_ref, vdis[node.suspend_vdi_ref])
     for node in nodes.values():
         parent = nodes.get(node.parent_ref)
         if parent is not None and parent is not node:

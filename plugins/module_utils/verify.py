@@ -45,7 +45,10 @@ def records_fingerprint(tree):
     for node in tree.nodes.values():
         nodes.append([node.uuid, node.parent.uuid if node.parent else None, node.name_label,
                       node.name_description, node.snapshot_time, node.is_vm,
-                      sorted([d.userdevice, d.uuid, d.virtual_size] for d in node.disks.values())])
+                      sorted([d.userdevice, d.uuid, d.virtual_size] for d in node.disks.values())]
+                     # a VM suspended again since has another image (kept out when none: the
+                     # fingerprints of trees without images stay what they were)
+                     + ([node.memory.uuid] if node.memory is not None else []))
     for device, disks in tree.loose.items():
         nodes.append(["loose", device, sorted([d.uuid, d.virtual_size, d.metadata_only] for d in disks)])
     return hashlib.sha256(json.dumps(sorted(nodes, key=str)).encode()).hexdigest()[:32]
@@ -85,11 +88,11 @@ def verify(src, dst, tree, dst_ref, pairs, tls, dst_tls, progress=None, depth="s
     problems = compare_trees(tree, dst_tree)
     to_read = []
     for node in tree.carried_snapshots() + [tree.vm]:
-        for disk in node.disks.values():
+        for disk in list(node.disks.values()) + ([node.memory] if getattr(node, "memory", None) else []):
             if disk.uuid in pairs:
                 to_read.append((node, disk))
             else:
-                problems.append("disk %s of %s has no destination copy" % (disk.userdevice, node.name_label))
+                problems.append("%s of %s has no destination copy" % (label_of(disk), node.name_label))
     chooser = random.SystemRandom()
     read = [0]
 
@@ -112,8 +115,8 @@ def verify(src, dst, tree, dst_ref, pairs, tls, dst_tls, progress=None, depth="s
     for index, (node, disk) in enumerate(to_read):
         source, destination, dst_vdi = digests[index]
         if source != destination:
-            problems.append("disk %s of %s differs on the destination" % (disk.userdevice, node.name_label))
-        if node.is_vm:
+            problems.append("%s of %s differs on the destination" % (label_of(disk), node.name_label))
+        if node.is_vm and disk.userdevice != treemod.MEMORY:
             if depth == "full":
                 leaves[disk.userdevice] = datapath.content_fingerprint(source)
             else:
@@ -127,6 +130,10 @@ def verify(src, dst, tree, dst_ref, pairs, tls, dst_tls, progress=None, depth="s
                                 partial={"destination_tree": dst_tree.to_dict()})
     return {"destination_tree": dst_tree.to_dict(), "verified_disks": len(to_read),
             "fingerprint": fingerprint(tree, leaves), "verify_bytes_read": read[0], "verify_depth": depth}
+
+
+def label_of(disk):
+    return "the memory image" if disk.userdevice == treemod.MEMORY else "disk %s" % disk.userdevice
 
 
 def verify_records(dst, tree, dst_ref, pairs):
@@ -197,6 +204,11 @@ def compare_trees(a, b):
             problems.append("%s: parent differs" % node.name_label)
         if sorted(node.disks) != sorted(other.disks):
             problems.append("%s: disks differ (%s, %s)" % (node.name_label, sorted(node.disks), sorted(other.disks)))
+        if (node.memory is None) != (other.memory is None):
+            problems.append("%s: %s a memory image, the destination's %s" % (
+                node.name_label, "has" if node.memory else "has no", "has none" if node.memory else "has one"))
+        if node.is_vm and node.power_state == "Suspended" and other.power_state != "Suspended":
+            problems.append("%s: suspended, the destination's is %s" % (node.name_label, other.power_state.lower()))
     if len(nb) != len(a.nodes):
         problems.append("the destination has %d nodes, the source %d" % (len(nb), len(a.nodes)))
     return problems

@@ -12,7 +12,7 @@ module: migration_plan
 short_description: Preflight and plan of a VM's migration, with what the destination already holds
 version_added: 0.2.0
 description:
-  - Checks that the VM can move (halted, no checkpoints, every network mappable, SRs found)
+  - Checks that the VM can move (halted, suspended or running, every network mappable, SRs found)
     and returns the plan - per disk the mirror order of its snapshot tree (inactive branches
     first), the destination SR and the bytes to read - and how far an earlier run got on the
     destination (nodes mirrored per disk, the state of the destination VM).
@@ -56,6 +56,8 @@ plan:
       sizes, whether CBT is used; C(space) the free-space check per destination SR.
     - C(layouts) names every unusual layout of the tree and how it is carried (disk only in
       snapshots, VDI snapshot without a VM snapshot, C(snapshot_of) dangles, CBT metadata only).
+    - C(mode) is C(cold) or C(warm); C(memory_images) lists the memory images (suspend VDIs) of a
+      suspended VM and of its checkpoints, each with its size and destination SR.
   returned: always
   type: dict
 source_tree:

@@ -59,7 +59,8 @@ tree:
       description:
         - Every node, parents before children. Each has C(uuid), C(name_label),
           C(name_description), C(snapshot_time), C(is_vm), C(active) (on the active path),
-          C(is_checkpoint), C(parent) (uuid or null), C(children) (uuids) and C(disks)
+          C(is_checkpoint), C(memory_image) (the suspend VDI of a checkpoint or a suspended
+          VM, as a disk, or null), C(parent) (uuid or null), C(children) (uuids) and C(disks)
           (C(userdevice), C(vdi_uuid), C(name_label), C(virtual_size),
           C(physical_utilisation), C(cbt_enabled)).
       type: list

@@ -40,6 +40,30 @@ def disks_by_node(x, vm):
     return out
 
 
+def memory_images(x, vm):
+    """{node uuid: suspend VDI ref} for the VM and its snapshots that have a memory image."""
+    out = {}
+    for ref in [vm] + x.xenapi.VM.get_snapshots(vm):
+        image = x.xenapi.VM.get_suspend_VDI(ref)
+        if image != "OpaqueRef:NULL":
+            out[x.xenapi.VM.get_uuid(ref)] = image
+    return out
+
+
+def assert_memory_images(src, dst, vm_uuid):
+    """The destination's VM and snapshots have the memory images, power states and image bytes
+    of the source's. Returns {node uuid: destination image ref}."""
+    s_vm, d_vm = src.xenapi.VM.get_by_uuid(vm_uuid), dst.xenapi.VM.get_by_uuid(vm_uuid)
+    s_images, d_images = memory_images(src, s_vm), memory_images(dst, d_vm)
+    assert sorted(d_images) == sorted(s_images)
+    for node, image in s_images.items():
+        assert client.nbd_digest(dst, d_images[node]) == client.nbd_digest(src, image), "memory of %s differs" % node
+    for ref in [s_vm] + src.xenapi.VM.get_snapshots(s_vm):
+        uuid = src.xenapi.VM.get_uuid(ref)
+        assert dst.xenapi.VM.get_power_state(dst.xenapi.VM.get_by_uuid(uuid)) == src.xenapi.VM.get_power_state(ref)
+    return d_images
+
+
 def inventory(x):
     """What exists on a pool, to compare before and after: VM uuids and VDI uuids."""
     vms = {r["uuid"] for r in x.xenapi.VM.get_all_records().values()}
@@ -83,6 +107,7 @@ def assert_nothing_left_behind(dst, vm_uuid, before):
     d_vm = dst.xenapi.VM.get_by_uuid(vm_uuid)
     ours_vms = {vm_uuid} | {dst.xenapi.VM.get_uuid(s) for s in dst.xenapi.VM.get_snapshots(d_vm)}
     ours_vdis = {dst.xenapi.VDI.get_uuid(v) for node in disks_by_node(dst, d_vm).values() for v in node.values()}
+    ours_vdis |= {dst.xenapi.VDI.get_uuid(v) for v in memory_images(dst, d_vm).values()}
     assert vms - before[0] == ours_vms
     assert vdis - before[1] == ours_vdis
     pending = [t for t in dst.xenapi.task.get_all_records().values() if t["status"] == "pending"]

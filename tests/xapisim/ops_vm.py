@@ -7,6 +7,7 @@ Operation checks follow ``Xapi_vm_lifecycle.check_operation_error``: power state
 """
 
 import contextlib
+import hashlib
 import json
 import random
 import uuid as uuidlib
@@ -490,11 +491,25 @@ def suspend_image(ctx, vm, name):
         "name_label": "Suspend image", "name_description": name, "SR": sr,
         "virtual_size": size, "type": "suspend", "sharable": False, "read_only": False,
         "other_config": {}})
-    # a few non-zero bytes so that the image is not empty
-    ctx.pool.storage.write(db.raw("VDI", vdi)["uuid"], 0, ("xapisim memory of %s" % vm).encode())
+    # the guest's memory: a header, then pages of its own at the start and in the middle (a
+    # sparse image, as a guest uses part of its RAM), different in every image
+    uuid = db.raw("VDI", vdi)["uuid"]
+    header = ("xapisim memory of VM %s, image %s|" % (rec["uuid"], uuid)).encode()
+    ctx.pool.storage.write(uuid, 0, header + memory_pages(uuid, 256 << 10))
+    ctx.pool.storage.write(uuid, size // 2, memory_pages(uuid + "/middle", 64 << 10))
     ops_vdi.refresh_vdi_usage(ctx, vdi)
     ops_vdi.refresh_sr_usage(ctx, sr)
     return vdi
+
+
+def memory_pages(seed, length):
+    """``length`` bytes that no other image holds (sha256 in counter mode over ``seed``)."""
+    out = bytearray()
+    counter = 0
+    while len(out) < length:
+        out += hashlib.sha256(("%s:%d" % (seed, counter)).encode()).digest()
+        counter += 1
+    return bytes(out[:length])
 
 
 @implements("VM.suspend")

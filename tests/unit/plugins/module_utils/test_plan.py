@@ -113,8 +113,14 @@ def test_the_mode_follows_the_power_state(pools, env):
     assert info.value.code == "SXM_PREFLIGHT"
     set_guest(pools[0], x, vm, tools=True)      # a guest without tools refuses to suspend
     x.xenapi.VM.suspend(vm)
-    with pytest.raises(PreflightError, match="is Suspended"):
+    # suspended: its disks and memory do not change, it moves cold with its memory image
+    suspended = planning.make_plan(src, dst, planning.Options(vm_name, mode="warm"))
+    assert suspended["mode"] == "cold" and [m["name_label"] for m in suspended["memory_images"]] == [vm_name]
+    x.xenapi.VM.resume(vm, False, False)
+    x.xenapi.VM.pause(vm)
+    with pytest.raises(PreflightError, match="is paused") as info:
         planning.make_plan(src, dst, planning.Options(vm_name))
+    assert "unpause" in info.value.advice
     x.xenapi.VM.hard_shutdown(vm)
     assert planning.make_plan(src, dst, planning.Options(vm_name, mode="warm"))["mode"] == "cold"
     with pytest.raises(InputError, match="choose one of auto, now, manual, window"):
