@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible_collections.xapi.sxm.plugins.module_utils import cutover, datapath, markers, memory, metadata, mirror, warm
 from ansible_collections.xapi.sxm.plugins.module_utils import plan as planning, verify as verification
 from ansible_collections.xapi.sxm.plugins.module_utils import tree as treemod
-from ansible_collections.xapi.sxm.plugins.module_utils.errors import StateError, SxmError
+from ansible_collections.xapi.sxm.plugins.module_utils.errors import StateError, SxmError, XapiFailure
 from ansible_collections.xapi.sxm.plugins.module_utils.progress import Progress
 from ansible_collections.xapi.sxm.plugins.module_utils.report import merge_results
 
@@ -57,6 +57,11 @@ def mirror_step(src, dst, the_plan, options, check_mode=False, cancel=None, on_d
     result["disks"] = []
     if is_complete(dst, the_plan):
         result["message"] = "already migrated; nothing to mirror"
+        # what a warm run could not remove after its cut-over
+        removed = 0 if check_mode else warm.remove_transients(src, list(the_plan["tree"].vm.disks.values()),
+                                                              the_plan["job"])
+        if removed:
+            result.update(changed=True, transient_snapshots_removed=removed)
         return result
     if check_mode:
         dummy, missing = mirrored_pairs(dst, the_plan)
@@ -102,6 +107,12 @@ def mirror_step(src, dst, the_plan, options, check_mode=False, cancel=None, on_d
         if running:
             result.update(warm_cutover(src, dst, the_plan, options, mirrors, cancel))
             result["disks"] = [m.result.to_dict() for m in mirrors]
+        else:
+            # a warm run killed before its VM stopped for good left its transient snapshots
+            # (the VM was halted since, or this run is cold): the synced leaves need them no more
+            removed = warm.remove_transients(src, list(the_plan["tree"].vm.disks.values()), the_plan["job"])
+            if removed:
+                result.update(changed=True, transient_snapshots_removed=removed)
         ok = True
     finally:
         progress.finish(ok)
@@ -157,6 +168,7 @@ def warm_cutover(src, dst, the_plan, options, mirrors, cancel=None):
         if cancel is not None:
             cancel.check()
         passes.append(converge_pass(src, mirrors, tree, job, len(passes) + 1, options.nbd_connections))
+    found = None
     try:
         while not passes or not warm.converged(passes, settings):
             one_pass()
@@ -170,7 +182,16 @@ def warm_cutover(src, dst, the_plan, options, mirrors, cancel=None):
         else:
             found = downtime(src, dst, the_plan, options, mirrors)
     finally:
-        warm.remove_transients(src, leaves, job, keep=kept)
+        try:
+            warm.remove_transients(src, leaves, job, keep=kept)
+        except XapiFailure as e:
+            if found is None:
+                pass     # the run's own failure is raised; the next run removes them
+            else:
+                # the VM moved: that stands, and the next run (or migration_cleanup) removes them
+                found.setdefault("warnings", []).append(
+                    "a transient snapshot could not be removed from the source (%s): the next run of this "
+                    "migration removes it" % e.code)
     last = passes[-1]["bytes_written"]
     if last > settings.cutover_bytes:
         found.setdefault("warnings", []).append(

@@ -29,6 +29,7 @@ __metaclass__ = type
 import calendar
 import time
 
+from ansible_collections.xapi.sxm.plugins.module_utils import datapath
 from ansible_collections.xapi.sxm.plugins.module_utils.errors import InputError, StateError, WaitTimeout, XapiFailure
 from ansible_collections.xapi.sxm.plugins.module_utils.markers import TRANSIENT, set_key
 from ansible_collections.xapi.sxm.plugins.module_utils.tree import Disk
@@ -107,20 +108,27 @@ def remove_transients(src, disks, job, keep=()):
     """This job's transient snapshots beside ``disks`` (the VM's own), but those whose uuid
     is in ``keep``; the key a killed run left on a disk itself goes too. Returns how many
     snapshots were removed."""
-    removed = 0
+    removed, failure = 0, None
     for sr in sorted({d.sr_ref for d in disks}):
         for ref, rec in src.call("VDI.get_all_records_where", 'field "SR"="%s"' % sr).items():
             if rec["other_config"].get(TRANSIENT) != job:
                 continue
-            if not rec["is_a_snapshot"] or rec["VBDs"]:
-                src.call("VDI.remove_from_other_config", ref, TRANSIENT)
-            elif rec["uuid"] not in keep:
-                try:
+            try:
+                if not rec["is_a_snapshot"]:
+                    # the VM's own disk, marked for the one VDI.snapshot call by a killed run
+                    src.call("VDI.remove_from_other_config", ref, TRANSIENT)
+                elif rec["uuid"] not in keep:
+                    if rec["VBDs"]:
+                        # read over NBD a moment ago: xapi-nbd's dom0 attach is still going
+                        datapath.wait_dom0_detached(src, ref)
                     src.call("VDI.destroy", ref)
                     removed += 1
-                except XapiFailure as e:
-                    if e.code != "HANDLE_INVALID":
-                        raise
+            except XapiFailure as e:
+                # the others are still removed; the first failure is raised after them
+                if e.code != "HANDLE_INVALID" and failure is None:
+                    failure = e
+    if failure is not None:
+        raise failure
     return removed
 
 

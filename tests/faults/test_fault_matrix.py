@@ -20,13 +20,15 @@ import uuid
 
 import pytest
 from xapisim import client, scenario
-from xapisim.testing import xapisim
+from xapisim.testing import set_guest, xapisim
 
 from ansible_dirs import ansible_async_dir, ansible_tmp_dir
-from checks import assert_migrated, assert_nothing_left_behind, disks_by_node, inventory, snapshot_tree
+from checks import (assert_memory_images, assert_migrated, assert_nothing_left_behind, disks_by_node, inventory,
+                    snapshot_tree)
 from harness import REPO, pool_vars
 from test_locks import module_pids
 from test_secrets import leaks, start
+from guest import Guest
 
 sys.path.insert(0, os.path.join(REPO, "build", "collections"))
 
@@ -73,8 +75,22 @@ for index in range(20):
     who = "controller" if index % 2 == 0 else "module"
     CASES.append(("SIGKILL of the %s at %.1f s" % (who, 0), "kill", ("kill", who, round(rng.uniform(1.0, 9.0), 1)),
                   "keep", False))
+# (name, step, fault, disposition, quick, the VM): a running VM moves warm while its guest writes,
+# a suspended one cold with its memory images
+CASES = [case + ("halted",) for case in CASES] + [
+    ("warm pass: the transient VDI.snapshot fails", "warm pass", call(0, "VDI.snapshot", 1), "keep", False, "running"),
+    ("warm: a transient snapshot's VDI.destroy fails", "warm pass", call(0, "VDI.destroy", 1), "keep", False,
+     "running"),
+    ("memory image: its VDI.create fails", "transfer", call(1, "VDI.create", 3), "keep", False, "suspended"),
+]
+for index in range(6):
+    CASES.append(("SIGKILL of the %s at 0.0 s, running VM" % ("controller" if index % 2 == 0 else "module"), "kill",
+                  ("kill", "controller" if index % 2 == 0 else "module", round(rng.uniform(1.0, 12.0), 1)),
+                  "keep", False, "running"))
+CASES.append(("SIGKILL of the module at 0.0 s, suspended VM", "kill",
+              ("kill", "module", round(rng.uniform(1.0, 6.0), 1)), "keep", False, "suspended"))
 CASES = [(name.replace(" at 0.0 s", " at %.1f s" % fault[2]) if fault[0] == "kill" else name,
-          step, fault, disposition, quick) for name, step, fault, disposition, quick in CASES]
+          step, fault, disposition, quick, kind) for name, step, fault, disposition, quick, kind in CASES]
 
 
 def post_fault(pool, x, spec):
@@ -138,17 +154,47 @@ def run_to_end(variables, tmp_path, timeout=300, playbook=None):
     return code, open(run.log).read()
 
 
+def assert_guest_records_arrived(y, vm_uuid, guest):
+    """Every record the guest of a running VM wrote and the pool acknowledged is on the
+    destination's disk, at its offset."""
+    if guest is None:
+        return
+    d_vm = y.xenapi.VM.get_by_uuid(vm_uuid)
+    leaves = disks_by_node(y, d_vm)[vm_uuid]
+    contents = {device: b"".join(client.nbd_chunks(y, vdi)) for device, vdi in leaves.items()}
+    assert guest.acknowledged, "the guest wrote nothing"
+    for device, offset, data in guest.acknowledged:
+        assert contents[device][offset:offset + len(data)] == data, "record at %d of disk %s" % (offset, device)
+
+
 def restart_pools(state_dir):
     xapisim("down", "--state-dir", state_dir)
     xapisim("up", "--state-dir", state_dir, "--pools", "2")
 
 
-@pytest.mark.parametrize("name, step, fault, disposition, quick",
+def make_vm(pools, x, size, kind):
+    """The case's VM: halted; running with a checkpoint, its guest writing (a Guest, started);
+    or suspended with a checkpoint. Returns (VM ref, guest or None)."""
+    vm, dummy = scenario.build_tree(pools[0], x, "faults-%s" % uuid.uuid4().hex[:6], size, TREE)
+    if kind == "halted":
+        return vm, None
+    x.xenapi.VM.start(vm, False, False)
+    set_guest(pools[0], x, vm, tools=True, ack_timeout=1)
+    x.xenapi.VM.checkpoint(vm, "with memory")
+    if kind == "suspended":
+        x.xenapi.VM.suspend(vm)
+        return vm, None
+    guest = Guest(pools[0], x, vm, size, interval=0.05)
+    guest.start()
+    return vm, guest
+
+
+@pytest.mark.parametrize("name, step, fault, disposition, quick, vm_kind",
                          [pytest.param(*c, id=c[0], marks=[pytest.mark.quick] if c[4] else []) for c in CASES])
-def test_fault_then_rerun(name, step, fault, disposition, quick, pools, state_dir, connect, tmp_path, request):
+def test_fault_then_rerun(name, step, fault, disposition, quick, vm_kind, pools, state_dir, connect, tmp_path, request):
     x, y = connect(0), connect(1)
     size = [8 * MiB, 4 * MiB] if fault[0] in ("kill", "restart") else [2 * MiB, 1 * MiB]
-    vm, dummy = scenario.build_tree(pools[0], x, "faults-%s" % uuid.uuid4().hex[:6], size, TREE)
+    vm, guest = make_vm(pools, x, size, vm_kind)
     vm_uuid = x.xenapi.VM.get_uuid(vm)
     before_src, before_dst = source_state(x, vm_uuid), inventory(y)
     expected = tree_and_bytes(x, vm_uuid) if disposition == "destroy" else None
@@ -199,6 +245,9 @@ def test_fault_then_rerun(name, step, fault, disposition, quick, pools, state_di
     for pool, session in ((pools[0], x), (pools[1], y)):
         post_fault(pool, session, {"kind": "clear"})
     code, output = run_to_end(variables, tmp_path, playbook=playbook)
+    if guest is not None:
+        guest.stopping.set()
+        guest.join(30)
     assert code == 0, "the re-run failed after %s:\n%s" % (name, output[-4000:])
 
     row = {"case": name, "step": step, "first_run": "failed" if first else "finished", "rerun": "finished"}
@@ -208,7 +257,17 @@ def test_fault_then_rerun(name, step, fault, disposition, quick, pools, state_di
     else:
         assert_migrated(x, y, vm_uuid)
     row["byte_mismatches"] = 0
-    if disposition == "keep":
+    if vm_kind == "suspended":
+        assert_memory_images(x, y, vm_uuid)
+    assert_guest_records_arrived(y, vm_uuid, guest)
+    if vm_kind == "running":
+        # moved warm: the source stopped, nothing else changed (no transient snapshot is left)
+        assert x.xenapi.VM.get_power_state(vm) == "Halted"
+        left = inventory(x)
+        assert left == before_src[0], [r["name_label"] for r in x.xenapi.VDI.get_all_records().values()
+                                       if r["uuid"] in left[1] ^ before_src[0][1]]
+        assert y.xenapi.VM.get_power_state(y.xenapi.VM.get_by_uuid(vm_uuid)) == "Running"
+    elif disposition == "keep":
         assert source_state(x, vm_uuid) == before_src
     elif disposition == "block":
         assert "start" in x.xenapi.VM.get_blocked_operations(x.xenapi.VM.get_by_uuid(vm_uuid))

@@ -5,7 +5,6 @@ downtime starts the source again and leaves the destination blocked for a re-run
 
 import os
 import sys
-import threading
 import time
 
 import pytest
@@ -13,6 +12,7 @@ from xapisim import client, scenario
 from xapisim.testing import guest_write, set_guest
 
 from checks import assert_migrated, inventory
+from guest import Guest
 from harness import REPO
 
 sys.path.insert(0, os.path.join(REPO, "build", "collections"))
@@ -25,45 +25,12 @@ from ansible_collections.xapi.sxm.plugins.module_utils.xapi import Connection  #
 
 MiB = 1 << 20
 BLOCK = 64 << 10
-RECORD = 4096
 TREE = [("cbt", 0), ("cbt", 1), ("write", "a"), ("snap", "s1"), ("write", "b"), ("snap", "s2"),
         ("revert", "s1"), ("write", "c"), ("snap", "s3"), ("write", "d")]
 
 
 def connection(pool):
     return Connection(pool["url"], pool["username"], pool["password"], ca_path=pool["ca_file"]).login()
-
-
-class Guest(threading.Thread):
-    """Writes numbered 4 KiB records at a steady rate into two disks of a running VM, each at an
-    offset of its own, and logs every write the pool acknowledged; stops when the VM stops."""
-
-    def __init__(self, pool, x, vm, sizes, interval=0.02):
-        super().__init__(daemon=True)
-        self.pool, self.x, self.vm, self.sizes, self.interval = pool, x, vm, sizes, interval
-        self.uuid = x.xenapi.VM.get_uuid(vm)
-        self.acknowledged = []          # (userdevice, offset, data)
-        self.stopping = threading.Event()
-
-    def record(self, number):
-        device = str(number % 2)
-        slots = self.sizes[number % 2] // RECORD
-        offset = ((number // 2) * 37 % slots) * RECORD      # 37 is prime to the slot count: no overlap
-        data = (b"record %08d of the guest on disk %s|" % (number, device.encode())).ljust(RECORD, b"#")
-        return device, offset, data
-
-    def run(self):
-        number = 0
-        while not self.stopping.is_set():
-            device, offset, data = self.record(number)
-            status, dummy, dummy = client.http_request(
-                self.pool, "POST", "/xapisim/guest_write",
-                {"vm": self.uuid, "userdevice": device, "offset": str(offset)}, self.x, data)
-            if status != 200:
-                return              # the VM stopped
-            self.acknowledged.append((device, offset, data))
-            number += 1
-            time.sleep(self.interval)
 
 
 def transients(x):
