@@ -180,7 +180,9 @@ def warm_cutover(src, dst, the_plan, options, mirrors, cancel=None):
         if decision == "hold":
             found, kept = waiting(the_plan, passes, settings), transient_bases(mirrors)
         else:
+            checked = verify_before_downtime(src, dst, the_plan, options)
             found = downtime(src, dst, the_plan, options, mirrors)
+            found["warm"]["snapshots_verify_bytes_read"] = checked
     finally:
         try:
             warm.remove_transients(src, leaves, job, keep=kept)
@@ -200,6 +202,16 @@ def warm_cutover(src, dst, the_plan, options, mirrors, cancel=None):
     found["warm"].update(passes=passes, cutover=settings.cutover, decision=decision,
                          converged=last <= settings.cutover_bytes)
     return found
+
+
+def verify_before_downtime(src, dst, the_plan, options):
+    """The snapshot nodes and memory images compared on both pools while the VM runs (the
+    downtime compares records only). Returns the bytes read."""
+    if not options.verify:
+        return 0
+    pairs, dummy = mirrored_pairs(dst, the_plan)
+    return verification.verify_snapshots(src, dst, the_plan["tree"], pairs, the_plan["tls"],
+                                         planning.nbd_uses_tls(dst), options.verify_depth)
 
 
 def transient_bases(mirrors):

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.xapi.sxm.plugins.module_utils import datapath, tree as treemod
 from ansible_collections.xapi.sxm.plugins.module_utils.blockmap import BlockMap
-from ansible_collections.xapi.sxm.plugins.module_utils.errors import VerificationError
+from ansible_collections.xapi.sxm.plugins.module_utils.errors import VerificationError, XapiFailure
 from ansible_collections.xapi.sxm.plugins.module_utils.markers import HOLDS
 
 VERIFY_READERS = 4
@@ -86,13 +86,66 @@ def verify(src, dst, tree, dst_ref, pairs, tls, dst_tls, progress=None, depth="s
     on both pools."""
     dst_tree = treemod.discover(dst, dst_ref)
     problems = compare_trees(tree, dst_tree)
-    to_read = []
-    for node in tree.carried_snapshots() + [tree.vm]:
-        for disk in list(node.disks.values()) + ([node.memory] if getattr(node, "memory", None) else []):
+    to_read, missing = carried(tree.carried_snapshots() + [tree.vm], pairs)
+    compared, differing, read = compare_content(src, dst, to_read, pairs, tls, dst_tls, depth, progress)
+    problems += missing + [differs(node, disk) for node, disk, dummy in differing]
+    leaves = {}
+    for node, disk, source, dst_vdi in compared:
+        if node.is_vm and disk.userdevice != treemod.MEMORY:
+            if depth == "full":
+                leaves[disk.userdevice] = datapath.content_fingerprint(source)
+            else:
+                leaves[disk.userdevice] = mirrored_leaf_fingerprint(dst, dst_vdi, disk)
+                if leaves[disk.userdevice] is None:
+                    problems.append("disk %s of the VM is not synced on the destination" % disk.userdevice)
+        source.close()
+    if problems:
+        raise VerificationError("verification failed (the source is untouched): " + "; ".join(problems),
+                                partial={"destination_tree": dst_tree.to_dict()})
+    return {"destination_tree": dst_tree.to_dict(), "verified_disks": len(to_read),
+            "fingerprint": fingerprint(tree, leaves), "verify_bytes_read": read, "verify_depth": depth}
+
+
+def verify_snapshots(src, dst, tree, pairs, tls, dst_tls, depth="sample"):
+    """A warm migration's snapshot nodes and memory images compared on both pools to ``depth``
+    while the VM still runs, so that the downtime reads only the last pass's blocks. Returns
+    the bytes read; raises VerificationError naming every difference (the VM runs on)."""
+    nodes = tree.carried_snapshots() + ([tree.vm] if tree.vm.memory is not None else [])
+    to_read, problems = carried(nodes, pairs, with_vm_disks=False)
+    compared, differing, read = compare_content(src, dst, to_read, pairs, tls, dst_tls, depth)
+    for entry in compared:
+        entry[2].close()
+    for node, disk, dst_vdi in differing:
+        # the copy is not what the source holds: it goes, and the next run mirrors it again
+        try:
+            dst.call("VDI.destroy", dst_vdi)
+            problems.append(differs(node, disk) + " (its copy was removed: a re-run mirrors it again)")
+        except XapiFailure as e:
+            problems.append(differs(node, disk) + " (its copy could not be removed: %s)" % e.code)
+    if problems:
+        raise VerificationError("verification of the snapshots failed before the cut-over (the VM runs on at "
+                                "the source): " + "; ".join(problems))
+    return read
+
+
+def carried(nodes, pairs, with_vm_disks=True):
+    """([(node, disk)] to compare: the nodes' disks and memory images, [problem] for those
+    without a destination copy)."""
+    to_read, problems = [], []
+    for node in nodes:
+        disks = list(node.disks.values()) if with_vm_disks or not node.is_vm else []
+        for disk in disks + ([node.memory] if getattr(node, "memory", None) else []):
             if disk.uuid in pairs:
                 to_read.append((node, disk))
             else:
                 problems.append("%s of %s has no destination copy" % (label_of(disk), node.name_label))
+    return to_read, problems
+
+
+def compare_content(src, dst, to_read, pairs, tls, dst_tls, depth, progress=None):
+    """Both pools' digests of each (node, disk), whole (``full``) or on a random sample.
+    Returns ([(node, disk, source digests, destination ref)], [(node, disk, destination ref)]
+    of those that differ, bytes read)."""
     chooser = random.SystemRandom()
     read = [0]
 
@@ -111,25 +164,18 @@ def verify(src, dst, tree, dst_ref, pairs, tls, dst_tls, progress=None, depth="s
     # hashlib let threads overlap; at most VERIFY_READERS NBD connections on each pool
     with ThreadPoolExecutor(max_workers=VERIFY_READERS) as readers:
         digests = list(readers.map(both_digests, to_read))
-    leaves = {}
+    compared, differing = [], []
     for index, (node, disk) in enumerate(to_read):
         source, destination, dst_vdi = digests[index]
         if source != destination:
-            problems.append("%s of %s differs on the destination" % (label_of(disk), node.name_label))
-        if node.is_vm and disk.userdevice != treemod.MEMORY:
-            if depth == "full":
-                leaves[disk.userdevice] = datapath.content_fingerprint(source)
-            else:
-                leaves[disk.userdevice] = mirrored_leaf_fingerprint(dst, dst_vdi, disk)
-                if leaves[disk.userdevice] is None:
-                    problems.append("disk %s of the VM is not synced on the destination" % disk.userdevice)
-        source.close()
+            differing.append((node, disk, dst_vdi))
         destination.close()
-    if problems:
-        raise VerificationError("verification failed (the source is untouched): " + "; ".join(problems),
-                                partial={"destination_tree": dst_tree.to_dict()})
-    return {"destination_tree": dst_tree.to_dict(), "verified_disks": len(to_read),
-            "fingerprint": fingerprint(tree, leaves), "verify_bytes_read": read[0], "verify_depth": depth}
+        compared.append((node, disk, source, dst_vdi))
+    return compared, differing, read[0]
+
+
+def differs(node, disk):
+    return "%s of %s differs on the destination" % (label_of(disk), node.name_label)
 
 
 def label_of(disk):

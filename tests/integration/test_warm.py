@@ -246,6 +246,32 @@ def test_a_held_cutover_run_again_destroys_the_source_only_with_a_whole_fingerpr
         dst.logout()
 
 
+def test_a_snapshot_that_differs_on_the_destination_stops_the_cut_over_before_the_vm_stops(pools, connect):
+    """The snapshot nodes are compared on both pools while the VM runs: a destination node
+    written since it was mirrored fails the cut-over with the VM running on at the source."""
+    x, y = connect(0), connect(1)
+    vm = running_vm(pools, x, "warm-bad-node")
+    vm_uuid = x.xenapi.VM.get_uuid(vm)
+    src, dst = connection(pools[0]), connection(pools[1])
+    try:
+        migration.migrate(src, dst, migration.Options(vm_uuid, warm_settings=warm.Settings(cutover="manual")))
+        node = [ref for ref, rec in y.xenapi.VDI.get_all_records().items()
+                if rec["other_config"].get("sxm:job") == vm_uuid and rec["other_config"].get("sxm:role") == "node"][0]
+        scenario.write_disk(pools[1], y, node, [(MiB, b"not what the source's snapshot holds")])
+        now = migration.Options(vm_uuid, verify_depth="full", warm_settings=warm.Settings(cutover="now"))
+        with pytest.raises(SxmError, match="verification of the snapshots failed before the cut-over"):
+            migration.migrate(src, dst, now)
+        assert x.xenapi.VM.get_power_state(vm) == "Running" and transients(x) == []
+        assert not y.xenapi.VM.get_all_records_where('field "uuid"="%s"' % vm_uuid)
+        assert node not in y.xenapi.VDI.get_all()          # the bad copy went: the re-run mirrors it again
+        result = migration.migrate(src, dst, now)
+        assert result["warm"]["snapshots_verify_bytes_read"] > 0
+        assert_migrated(x, y, vm_uuid, scan=False)
+    finally:
+        src.logout()
+        dst.logout()
+
+
 def test_without_cbt_on_smapiv3_the_plan_warns_of_whole_reads_and_the_move_is_exact(pools, connect):
     """No CBT and no VHD maps (SMAPIv3): every pass, and the last one while the VM is stopped,
     reads the disks whole; the plan says so with its estimate, and the bytes still match."""
