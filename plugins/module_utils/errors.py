@@ -20,9 +20,10 @@ RUN_AGAIN = "run again to continue: completed steps are kept and skipped"
 
 
 class SxmError(Exception):
-    """Root of the collection's errors. ``code`` is stable (documented in the
-    troubleshooting guide), ``message`` says what happened, ``advice`` what to do, and
-    ``partial`` carries what was done before the failure (nodes, bytes)."""
+    """Root of the collection's errors. ``code`` is stable (documented in
+    docs/troubleshooting.md, which a unit test keeps complete), ``message`` says what happened,
+    ``advice`` what to do, and ``partial`` carries what was done before the failure (nodes,
+    bytes)."""
 
     code = "SXM_ERROR"
     advice = "see the message; " + RUN_AGAIN

@@ -43,41 +43,43 @@ def backoff(base, attempt):
     return base * attempt * random.uniform(0.5, 1.5)
 
 
+# What XAPI's own error codes mean for a migration, and what to do (docs/troubleshooting.md has
+# an entry for each): (parameters padded with "", where) -> message.
+HINTS = {
+    "SESSION_AUTHENTICATION_FAILED": lambda p, where: "wrong username or password for user %r%s: check the "
+                                                      "credentials of this pool" % (p[0], where),
+    "SESSION_INVALID": lambda p, where: "the session expired or was logged out%s: run again" % where,
+    "HANDLE_INVALID": lambda p, where: "the %s %s no longer exists%s: it was removed while we worked; run "
+                                       "again to re-plan" % (p[0], p[1], where),
+    "UUID_INVALID": lambda p, where: "no %s has uuid %s%s: check the name or uuid you gave" % (p[0], p[1], where),
+    "RBAC_PERMISSION_DENIED": lambda p, where: "the account may not call %s%s: use an account with the "
+                                               "pool-admin role, or local root" % (p[0], where),
+    "PERMISSION_DENIED": lambda p, where: "XAPI refused an internal call%s: it needs a local root session" % where,
+    "SR_FULL": lambda p, where: "the storage repository is full (requested %s bytes, at most %s)%s: free "
+                                "space or map the disks to another SR, then run again" % (p[0], p[1], where),
+    # sm's SRNoSpace: the SR ran out of space during a snapshot, clone or copy
+    "SR_BACKEND_FAILURE_44": lambda p, where: "the storage repository ran out of space%s: free space on it "
+                                              "or map the disks to another SR (sr_map, default_sr), then run "
+                                              "again to continue" % where,
+    "VDI_IO_ERROR": lambda p, where: "a disk write or read failed on the host (%s)%s; on a destination this is "
+                                     "most often an SR that is full: check its free space, then run again "
+                                     "to continue" % (p[0] or "I/O error", where),
+    "DUPLICATE_MAC_SEED": lambda p, where: "a VM with the same mac_seed as this one (%s) already runs%s: the "
+                                           "source VM may have been started on the destination; halt one of "
+                                           "them, then run again" % (p[0], where),
+    "VM_BAD_POWER_STATE": lambda p, where: "VM %s is %s but must be %s%s" % (p[0], p[2], p[1], where),
+    "VDI_IN_USE": lambda p, where: "disk %s is in use (%s)%s: stop what uses it, then run again" % (p[0], p[1], where),
+    "MESSAGE_METHOD_UNKNOWN": lambda p, where: "this pool does not know %s%s: its XAPI is too old for this "
+                                               "feature" % (p[0], where),
+}
+
+
 def explain(code, params, pool_url, call=""):
     """A message for an XAPI failure: what happened, on which object, and what to do."""
-    p = list(params) + [""] * 4
     where = " (pool %s%s)" % (pool_url, ", call %s" % call if call else "")
-    hints = {
-        "SESSION_AUTHENTICATION_FAILED": "wrong username or password for user %r%s: check the "
-                                         "credentials of this pool" % (p[0], where),
-        "SESSION_INVALID": "the session expired or was logged out%s: run again" % where,
-        "HANDLE_INVALID": "the %s %s no longer exists%s: it was removed while we worked; run "
-                          "again to re-plan" % (p[0], p[1], where),
-        "UUID_INVALID": "no %s has uuid %s%s: check the name or uuid you gave" % (p[0], p[1], where),
-        "RBAC_PERMISSION_DENIED": "the account may not call %s%s: use an account with the "
-                                  "pool-admin role, or local root" % (p[0], where),
-        "PERMISSION_DENIED": "XAPI refused an internal call%s: it needs a local root session" % where,
-        "SR_FULL": "the storage repository is full (requested %s bytes, at most %s)%s: free "
-                   "space or map the disks to another SR, then run again" % (p[0], p[1], where),
-        # sm's SRNoSpace: the SR ran out of space during a snapshot, clone or copy
-        "SR_BACKEND_FAILURE_44": "the storage repository ran out of space%s: free space on it "
-                                 "or map the disks to another SR (sr_map, default_sr), then run "
-                                 "again to continue" % where,
-        "VDI_IO_ERROR": "a disk write or read failed on the host (%s)%s; on a destination this is "
-                        "most often an SR that is full: check its free space, then run again "
-                        "to continue" % (p[0] or "I/O error", where),
-        "DUPLICATE_MAC_SEED": "a VM with the same mac_seed as this one (%s) already runs%s: the "
-                              "source VM may have been started on the destination; halt one of "
-                              "them, then run again" % (p[0], where),
-        "VM_BAD_POWER_STATE": "VM %s is %s but must be %s%s" % (p[0], p[2], p[1], where),
-        "VDI_IN_USE": "disk %s is in use (%s)%s: stop what uses it, then run again" % (p[0], p[1], where),
-        "MESSAGE_METHOD_UNKNOWN": "this pool does not know %s%s: its XAPI is too old for this "
-                                  "feature" % (p[0], where),
-    }
-    text = hints.get(code)
-    if text is None:
-        text = "XAPI error %s %s%s" % (code, list(params), where)
-    return text
+    if code in HINTS:
+        return HINTS[code](list(params) + [""] * 4, where)
+    return "XAPI error %s %s%s" % (code, list(params), where)
 
 
 def ssl_context(validate_certs=True, ca_path=None):
