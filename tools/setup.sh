@@ -13,8 +13,8 @@ PY="$VENV/bin/python"
 STAMP="$VENV/.sxm-setup-stamp"
 # Debian's python: the only one that can import Debian's libnbd bindings (`import nbd`).
 BASE_PYTHON=/usr/bin/python3
-DEBIAN_PACKAGES=(python3 python3-venv python3-libnbd libnbd-bin nbdkit nbdkit-plugin-python
-                 qemu-utils openssl curl ca-certificates make git shellcheck)
+# Every Debian package bindep.txt names, run time and test profiles alike.
+mapfile -t DEBIAN_PACKAGES < <(grep -E '^[a-z0-9][^ ]* \[[^]]*platform:dpkg' bindep.txt | cut -d' ' -f1)
 
 say() { printf 'setup: %s\n' "$*"; }
 
