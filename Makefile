@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TEST_LAYERS := unit conformance thirdparty integration faults sanity lint
 
-.PHONY: help setup test $(TEST_LAYERS) test-long test-faults demo bench changelog-lint constraints clean distclean
+.PHONY: help setup test $(TEST_LAYERS) test-long test-faults demo bench ee-context changelog-lint constraints clean distclean
 
 help:
 	@echo "make setup        Debian packages, .venv with pinned Python packages (idempotent)"
@@ -17,6 +17,7 @@ help:
 	@echo "make test-long    long runs (a 16-minute migration through the role), not part of make test"
 	@echo "make test-faults  the whole fault matrix (every step, kills at seeded moments), not part of make test"
 	@echo "make bench        benchmarks against the simulator"
+	@echo "make ee-context   the build context of an execution environment, in build/ee"
 	@echo "make constraints  re-freeze constraints.txt after changing a pin"
 	@echo "make clean        remove build/ and test output (keeps .venv)"
 
@@ -88,6 +89,14 @@ demo: setup
 
 bench: setup
 	@if [ -f bench/run.py ]; then $(PY) bench/run.py; else echo "bench: no benchmarks yet"; fi
+
+# The build context of an execution environment (execution-environment.yml): the collection's
+# tarball, then `ansible-builder create` into build/ee; `podman build build/ee` makes the image.
+ee-context: $(LAYER_DEPS)
+	@rm -rf build/ee build/dist
+	@$(VENV)/bin/ansible-galaxy collection build . --output-path build/dist >/dev/null
+	@cp build/dist/xapi-sxm-*.tar.gz build/xapi-sxm.tar.gz
+	@$(VENV)/bin/ansible-builder create -f execution-environment.yml --context build/ee
 
 changelog-lint: setup
 	$(VENV)/bin/antsibull-changelog lint
