@@ -102,7 +102,12 @@ class DiskResult:
         self.written_read_back_s = 0.0  # seconds of that read-back: verification, not data movement
         self.written_read_back_cpu_s = 0.0  # and the CPU it spent, every thread of it
         self.delta_sources = {}        # "cbt" / "vhd" / "content" -> nodes whose reads it chose
+        self.nodes = {}                # source VDI uuid -> bytes read and written, seconds (the report's)
         self.changed = False
+
+    def node_figures(self, disk):
+        """Count what follows against node ``disk`` (a context: its bytes and seconds add up)."""
+        return NodeFigures(self, disk.uuid)
 
     def to_dict(self):
         return {"userdevice": self.userdevice, "working_vdi_uuid": self.working_uuid,
@@ -115,7 +120,24 @@ class DiskResult:
                 "written_read_back_bytes": self.written_read_back,
                 "written_read_back_s": round(self.written_read_back_s, 3),
                 "written_read_back_cpu_s": round(self.written_read_back_cpu_s, 3),
-                "delta_sources": dict(self.delta_sources)}
+                "delta_sources": dict(self.delta_sources), "nodes": dict(self.nodes)}
+
+
+class NodeFigures:
+    def __init__(self, result, uuid):
+        self.result, self.uuid = result, uuid
+
+    def __enter__(self):
+        self.started = time.monotonic()
+        self.read, self.written = self.result.bytes_read, self.result.bytes_written
+        return self
+
+    def __exit__(self, *exc):
+        row = self.result.nodes.setdefault(self.uuid, {"bytes_read": 0, "bytes_written": 0, "seconds": 0.0})
+        row["bytes_read"] += self.result.bytes_read - self.read
+        row["bytes_written"] += self.result.bytes_written - self.written
+        row["seconds"] = round(row["seconds"] + time.monotonic() - self.started, 3)
+        return False
 
 
 def find_marked(conn, sr, job, userdevice):
@@ -192,25 +214,27 @@ class DiskMirror:
                     self.result.nodes_skipped += 1
                     continue
                 self._check_cancel()
-                prev_digests = self._digests_of(held)
-                digests, written = self._write(disk, held, prev_digests)
-                self._account(node, disk, prev_digests, digests, digests_by_node)
-                digests_by_node[node.uuid] = digests
-                for uuid in [u for u in digests_by_node if last_use.get(u, -1) <= index]:
-                    # no later node compares with it (a store also held by W lives on in held)
-                    stale = digests_by_node.pop(uuid)
-                    if stale is not digests:
-                        stale.close()
-                held = self._node_done(disk, digests, written)
+                with self.result.node_figures(disk):
+                    prev_digests = self._digests_of(held)
+                    digests, written = self._write(disk, held, prev_digests)
+                    self._account(node, disk, prev_digests, digests, digests_by_node)
+                    digests_by_node[node.uuid] = digests
+                    for uuid in [u for u in digests_by_node if last_use.get(u, -1) <= index]:
+                        # no later node compares with it (a store also held by W lives on in held)
+                        stale = digests_by_node.pop(uuid)
+                        if stale is not digests:
+                            stale.close()
+                    held = self._node_done(disk, digests, written)
             if sync_leaf and leaf is not None and not leaf_synced:
                 self._check_cancel()
                 self.progress.set_node(self.userdevice, steps, steps, "%s (the VM's disk)" % self.tree.vm.name_label)
-                prev_digests = self._digests_of(held)
-                digests, written = self._write(leaf, held, prev_digests)
-                self._account(self.tree.vm, leaf, prev_digests, digests, digests_by_node)
-                self._check_written(self.w_ref, leaf, digests, written)
-                held = Held(leaf_marker(leaf, digests), leaf, digests)
-                set_key(self.dst, "VDI", self.w_ref, HOLDS, held.marker)
+                with self.result.node_figures(leaf):
+                    prev_digests = self._digests_of(held)
+                    digests, written = self._write(leaf, held, prev_digests)
+                    self._account(self.tree.vm, leaf, prev_digests, digests, digests_by_node)
+                    self._check_written(self.w_ref, leaf, digests, written)
+                    held = Held(leaf_marker(leaf, digests), leaf, digests)
+                    set_key(self.dst, "VDI", self.w_ref, HOLDS, held.marker)
             self.held = held
         finally:
             self.frames.close()
@@ -354,6 +378,10 @@ class DiskMirror:
         but not by digests. Where CBT names the blocks changed since, W's other blocks are left
         unknown (DigestStore.unknown) and every changed block is written: reading the base
         whole to learn them would cost the whole disk for a day's few changed blocks."""
+        with self.result.node_figures(self.tree.vm.disks[self.userdevice]):
+            return self._sync_to(disk, marker)
+
+    def _sync_to(self, disk, marker):
         held = self.held
         found = None
         if held.digests is None and held.disk is not None:

@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, xapi.sxm contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The migration report (DESIGN.md step 9): JSON, and Markdown with both trees side by side."""
+"""The migration report (DESIGN.md step 9): JSON, Markdown with both trees side by side, and an
+HTML page with both trees drawn (report_html.py)."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -9,6 +10,8 @@ __metaclass__ = type
 
 import json
 import os
+
+from ansible_collections.xapi.sxm.plugins.module_utils import report_html
 
 
 def tree_lines(tree):
@@ -102,7 +105,13 @@ def write_reports(result, report_dir):
         json.dump(result, f, indent=1, sort_keys=True)
     with open(base + ".md", "w") as f:
         f.write(markdown(result))
-    return [base + ".json", base + ".md"]
+    written = [base + ".json", base + ".md"]
+    page = report_html.html(result)
+    if page is not None:
+        with open(base + ".html", "w") as f:
+            f.write(page)
+        written.append(base + ".html")
+    return written
 
 
 def merged_report(steps):

@@ -15,7 +15,8 @@ description:
   - Merges the results of a migration's steps (M(xapi.sxm.migration_plan),
     M(xapi.sxm.vdi_mirror), M(xapi.sxm.vm_metadata), M(xapi.sxm.migration_verify),
     M(xapi.sxm.vm_cutover)) into one, draws both snapshot trees side by side, and with
-    O(report_dir) writes C(sxm-<vm uuid>.json) and C(sxm-<vm uuid>.md) there.
+    O(report_dir) writes C(sxm-<vm uuid>.json), C(sxm-<vm uuid>.md) and C(sxm-<vm uuid>.html) (both
+    trees drawn side by side, no JavaScript) there.
   - Talks to no pool.
 author:
   - xapi.sxm contributors (@xapi-sxm)
@@ -49,7 +50,7 @@ result:
   returned: always
   type: dict
 reports:
-  description: Paths of the JSON and Markdown reports.
+  description: Paths of the JSON, Markdown and HTML reports.
   returned: when O(report_dir) is set
   type: list
   elements: str

@@ -3,7 +3,7 @@ side, the steps' results merged into one, and the JSON and Markdown reports on d
 
 import json
 
-from ansible_collections.xapi.sxm.plugins.module_utils import report
+from ansible_collections.xapi.sxm.plugins.module_utils import report, report_html
 
 
 def node(uuid, parent, children, active, is_vm=False):
@@ -56,7 +56,7 @@ def test_write_reports_writes_json_and_markdown_with_both_trees(tmp_path):
     result = {"vm_uuid": "u-1", "vm_name": "web01", "message": "migrated", "bytes_written": 42,
               "source_tree": TREE, "destination_tree": TREE, "warnings": ["slow pool"]}
     paths = report.write_reports(result, str(tmp_path / "reports"))
-    assert [p.rsplit("/", 1)[1] for p in paths] == ["sxm-u-1.json", "sxm-u-1.md"]
+    assert [p.rsplit("/", 1)[1] for p in paths] == ["sxm-u-1.json", "sxm-u-1.md", "sxm-u-1.html"]
     with open(paths[0]) as f:
         assert json.load(f) == result
     with open(paths[1]) as f:
@@ -66,3 +66,18 @@ def test_write_reports_writes_json_and_markdown_with_both_trees(tmp_path):
     drawn = report.tree_lines(TREE)
     width = max(len(x) for x in drawn) + 4
     assert "\n".join(a.ljust(width) + a for a in drawn) in text, "both trees, side by side"
+
+
+def test_the_html_trees_mark_the_active_path_reverted_branches_and_checkpoints(tmp_path):
+    tree = {"nodes": [dict(n) for n in TREE["nodes"]]}
+    tree["nodes"][3]["is_checkpoint"] = True                       # v2 has memory
+    figures = {"v1": (3 << 20, 1.5)}
+    svg = report_html.tree_svg(tree, "source-tree", figures)
+    assert svg.count('<g class="node') == 5 and svg.count("<path") == 4
+    assert '<g class="node reverted" data-uuid="v2-old"' in svg
+    assert '<g class="node active checkpoint" data-uuid="v2"' in svg and "\u25c6 memory" in svg
+    assert '<g class="node vm active" data-uuid="vm"' in svg and "3.0 MiB written, 1.5 s" in svg
+    page = report_html.html({"vm_uuid": "u-1", "vm_name": "<web01>", "message": "migrated", "source_tree": tree,
+                             "destination_tree": tree, "warnings": ["slow <pool>"]})
+    assert "&lt;web01&gt;" in page and '<div class="warning">slow &lt;pool&gt;</div>' in page
+    assert 'id="source-tree"' in page and 'id="destination-tree"' in page and "<script" not in page
