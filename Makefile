@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TEST_LAYERS := unit conformance thirdparty integration faults sanity lint
 
-.PHONY: help setup test $(TEST_LAYERS) test-long test-faults demo bench ee-context changelog-lint constraints clean distclean
+.PHONY: help setup test $(TEST_LAYERS) test-long test-faults test-ansible-versions demo bench ee-context changelog-lint constraints clean distclean
 
 help:
 	@echo "make setup        Debian packages, .venv with pinned Python packages (idempotent)"
@@ -17,6 +17,7 @@ help:
 	@echo "make test-long    long runs (a 16-minute migration through the role), not part of make test"
 	@echo "make test-faults  the whole fault matrix (every step, kills at seeded moments), not part of make test"
 	@echo "make bench        benchmarks against the simulator"
+	@echo "make test-ansible-versions  the demo with the oldest and newest ansible-core admitted"
 	@echo "make ee-context   the build context of an execution environment, in build/ee"
 	@echo "make constraints  re-freeze constraints.txt after changing a pin"
 	@echo "make clean        remove build/ and test output (keeps .venv)"
@@ -86,6 +87,10 @@ lint: $(LAYER_DEPS)
 
 demo: setup
 	$(VENV)/bin/ansible-playbook playbooks/demo.yml
+
+# The oldest ansible-core meta/runtime.yml admits and the pinned newest, each running the demo.
+test-ansible-versions: setup
+	@tools/ansible_versions.sh
 
 bench: setup
 	@if [ -f bench/run.py ]; then $(PY) bench/run.py; else echo "bench: no benchmarks yet"; fi
