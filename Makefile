@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV := .venv
 PY := $(VENV)/bin/python
-TEST_LAYERS := unit conformance thirdparty integration faults sanity lint
+TEST_LAYERS := unit conformance thirdparty integration molecule faults sanity lint
 
 .PHONY: help setup test $(TEST_LAYERS) test-long test-faults test-ansible-versions demo bench ee-context changelog-lint constraints clean distclean
 
@@ -13,7 +13,7 @@ help:
 	@echo "make setup        Debian packages, .venv with pinned Python packages (idempotent)"
 	@echo "make demo         migrate a VM tree between two simulated pools (no real pool needed)"
 	@echo "make test         every test layer: $(TEST_LAYERS)"
-	@echo "make unit | conformance | thirdparty | integration | faults | sanity | lint   one layer"
+	@echo "make unit | conformance | thirdparty | integration | molecule | faults | sanity | lint   one layer"
 	@echo "make test-long    long runs (a 16-minute migration through the role), not part of make test"
 	@echo "make test-faults  the whole fault matrix (every step, kills at seeded moments), not part of make test"
 	@echo "make bench        benchmarks against the simulator"
@@ -78,6 +78,15 @@ test-faults: setup
 # Long runs, kept out of `make test` (each takes a quarter of an hour or more).
 test-long: setup
 	@tools/pytest_layer.sh long tests/long
+
+# A molecule scenario per role (roles/*/molecule): simulated pools, converge, idempotence, verify.
+molecule: $(LAYER_DEPS)
+	@for role in roles/*/; do \
+		if [ -d "$$role/molecule" ]; then \
+			echo "molecule: $$role"; \
+			(cd "$$role" && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" molecule test --all) || exit 1; \
+		fi; \
+	done
 
 sanity: $(LAYER_DEPS)
 	@tools/sanity.sh
