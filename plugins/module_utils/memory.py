@@ -75,7 +75,7 @@ class ImageMirror(mirror.DiskMirror):
 
 
 def plan_images(dst, tree, sr_for):
-    """The plan's rows for the tree's memory images. ``sr_for(source SR uuid)``: the
+    """The plan's rows for the tree's memory images. ``sr_for(source SR ref)``: the
     destination SR ref for an image (plan.memory_sr_for)."""
     rows = []
     for node, image in tree.memory_images():
