@@ -197,7 +197,7 @@ class DiskMirror:
             self.result.pairs.update(done)
             self.result.nodes_skipped = len(walk)
             return self.result
-        held, leaf_synced = self._resolve_held(walk, leaf, done)
+        held = self._resolve_held(walk, leaf, done)
         steps = len(walk) + (1 if leaf is not None and sync_leaf else 0)
         digests_by_node = {}       # node uuid -> digests, kept while children may need them
         last_use = {}              # node uuid -> index of its last child in the walk (leaf: len)
@@ -225,7 +225,8 @@ class DiskMirror:
                         if stale is not digests:
                             stale.close()
                     held = self._node_done(disk, digests, written)
-            if sync_leaf and leaf is not None and not leaf_synced:
+            # W may have held the leaf and then been brought to a node mirrored again
+            if sync_leaf and leaf is not None and held.disk is not leaf:
                 self._check_cancel()
                 self.progress.set_node(self.userdevice, steps, steps, "%s (the VM's disk)" % self.tree.vm.name_label)
                 with self.result.node_figures(leaf):
@@ -298,14 +299,14 @@ class DiskMirror:
 
     def _resolve_held(self, walk, leaf, done):
         """What W holds now, checked against the source as it is (see the module's
-        docstring). Returns (Held, whether W already holds the current leaf)."""
+        docstring). Returns a Held."""
         marker = self.w_rec["other_config"].get(HOLDS, "")
         held = self._trusted(marker, walk, leaf)
         if held is None and marker.startswith("writing:"):
             held = self._finish_interrupted_write(marker, walk, leaf, done)
         if held is None:
             held = self._read_back_working()
-        return held, (leaf is not None and held.disk is leaf)
+        return held
 
     def _trusted(self, marker, walk, leaf):
         """A Held for ``marker`` if the source still holds that content, else None."""

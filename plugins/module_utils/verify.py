@@ -29,10 +29,9 @@ import json
 import random
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.xapi.sxm.plugins.module_utils import datapath, tree as treemod
+from ansible_collections.xapi.sxm.plugins.module_utils import datapath, markers, tree as treemod
 from ansible_collections.xapi.sxm.plugins.module_utils.blockmap import BlockMap
 from ansible_collections.xapi.sxm.plugins.module_utils.errors import VerificationError, XapiFailure
-from ansible_collections.xapi.sxm.plugins.module_utils.markers import HOLDS
 
 VERIFY_READERS = 4
 DEPTHS = ("sample", "full")
@@ -99,6 +98,8 @@ def verify(src, dst, tree, dst_ref, pairs, tls, dst_tls, progress=None, depth="s
                 if leaves[disk.userdevice] is None:
                     problems.append("disk %s of the VM is not synced on the destination" % disk.userdevice)
         source.close()
+    if differing:
+        problems.append(forget_differing(dst, tree.vm.uuid, differing))
     if problems:
         raise VerificationError("verification failed (the source is untouched): " + "; ".join(problems),
                                 partial={"destination_tree": dst_tree.to_dict()})
@@ -115,13 +116,9 @@ def verify_snapshots(src, dst, tree, pairs, tls, dst_tls, depth="sample"):
     compared, differing, read = compare_content(src, dst, to_read, pairs, tls, dst_tls, depth)
     for entry in compared:
         entry[2].close()
-    for node, disk, dst_vdi in differing:
-        # the copy is not what the source holds: it goes, and the next run mirrors it again
-        try:
-            dst.call("VDI.destroy", dst_vdi)
-            problems.append(differs(node, disk) + " (its copy was removed: a re-run mirrors it again)")
-        except XapiFailure as e:
-            problems.append(differs(node, disk) + " (its copy could not be removed: %s)" % e.code)
+    problems += [differs(node, disk) for node, disk, dummy in differing]
+    if differing:
+        problems.append(forget_differing(dst, tree.vm.uuid, differing))
     if problems:
         raise VerificationError("verification of the snapshots failed before the cut-over (the VM runs on at "
                                 "the source): " + "; ".join(problems))
@@ -174,6 +171,29 @@ def compare_content(src, dst, to_read, pairs, tls, dst_tls, depth, progress=None
     return compared, differing, read[0]
 
 
+def forget_differing(dst, job, differing):
+    """Copies that differ from the source are not trusted again: a snapshot's copy or a memory
+    image goes (the next run mirrors it again), a working disk is marked unknown (the next run
+    reads it back and rewrites what differs), and an unfinished destination VM, whose VBDs
+    name those copies, goes with its snapshot VMs (the next run imports it again). Returns
+    what was done, as a line for the error."""
+    vm_ref, vm_rec = markers.destination_vm(dst, job)
+    try:
+        if vm_rec is not None and markers.state_of(vm_rec) != "complete":
+            for snap in vm_rec["snapshots"]:
+                dst.call("VM.destroy", snap)
+            dst.call("VM.destroy", vm_ref)
+        for entry in differing:
+            ref = entry[2]
+            if dst.call("VDI.get_other_config", ref).get(markers.ROLE) == "working":
+                markers.set_key(dst, "VDI", ref, markers.HOLDS, "unknown")
+            else:
+                dst.call("VDI.destroy", ref)
+    except XapiFailure as e:
+        return "removing the copies that differ failed too (%s): remove the job with migration_cleanup" % e.code
+    return "the copies that differ were removed: run again to copy them again"
+
+
 def differs(node, disk):
     return "%s of %s differs on the destination" % (label_of(disk), node.name_label)
 
@@ -219,7 +239,7 @@ def sample_blocks(size, chooser):
 
 def mirrored_leaf_fingerprint(dst, dst_vdi, disk):
     """The content fingerprint the mirror recorded when it synced this leaf, or None."""
-    holds = dst.call("VDI.get_other_config", dst_vdi).get(HOLDS, "")
+    holds = dst.call("VDI.get_other_config", dst_vdi).get(markers.HOLDS, "")
     prefix = "leaf:%s:" % disk.uuid
     return holds[len(prefix):] if holds.startswith(prefix) else None
 

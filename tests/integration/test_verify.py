@@ -9,6 +9,7 @@ import sys
 import pytest
 from xapisim import client, scenario
 
+from checks import assert_migrated
 from harness import REPO
 
 sys.path.insert(0, os.path.join(REPO, "build", "collections"))
@@ -50,6 +51,35 @@ def test_verification_names_the_disk_that_differs(pools, connect):
         message = str(failure.value)
         assert "disk 1 of verified differs on the destination" in message
         assert message.count("differs") == 1
+    finally:
+        src.logout()
+        dst.logout()
+
+
+def test_a_copy_that_differs_at_verification_is_copied_again_by_the_rerun(pools, connect):
+    """A snapshot's copy written behind the job's back after the mirror: verification fails
+    with the source untouched, that copy and the unfinished destination VM go, and the next
+    run mirrors and imports them again and verifies."""
+    x, y = connect(0), connect(1)
+    steps = [("write", "a"), ("snap", "s1"), ("write", "b"), ("snap", "s2"), ("write", "c")]
+    vm, dummy = scenario.build_tree(pools[0], x, "differs-once", [4 * MiB], steps)
+    vm_uuid = x.xenapi.VM.get_uuid(vm)
+    src, dst = connection(pools[0]), connection(pools[1])
+    options = migration.Options(vm_uuid, verify_depth="full")
+    try:
+        the_plan = migration.make_plan(src, dst, options)
+        migration.mirror_step(src, dst, the_plan, options)
+        migration.metadata_step(src, dst, the_plan, options)
+        node = [ref for ref, rec in y.xenapi.VDI.get_all_records().items()
+                if rec["other_config"].get("sxm:job") == vm_uuid and rec["other_config"].get("sxm:role") == "node"][0]
+        scenario.write_disk(pools[1], y, node, [(MiB, b"not the source's")])
+        with pytest.raises(VerificationError, match="the copies that differ were removed: run again"):
+            migration.verify_step(src, dst, the_plan, depth="full")
+        assert node not in y.xenapi.VDI.get_all()
+        assert not y.xenapi.VM.get_all_records_where('field "uuid"="%s"' % vm_uuid)
+        result = migration.migrate(src, dst, options)
+        assert result["verified_disks"] == 3
+        assert_migrated(x, y, vm_uuid, scan=False)
     finally:
         src.logout()
         dst.logout()
