@@ -80,11 +80,15 @@ test-long: setup
 	@tools/pytest_layer.sh long tests/long
 
 # A molecule scenario per role (roles/*/molecule): simulated pools, converge, idempotence, verify.
+# Each scenario's state is reset first: with the default driver unmanaged, molecule skips a
+# `prepare` it remembers from an earlier run, and the pools it started are gone.
 molecule: $(LAYER_DEPS)
 	@for role in roles/*/; do \
 		if [ -d "$$role/molecule" ]; then \
 			echo "molecule: $$role"; \
-			(cd "$$role" && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" molecule test --all) || exit 1; \
+			(cd "$$role" && export PATH="$(CURDIR)/$(VENV)/bin:$$PATH" && \
+			 for scenario in molecule/*/; do molecule reset -s "$$(basename "$$scenario")" || exit 1; done && \
+			 molecule test --all) || exit 1; \
 		fi; \
 	done
 
