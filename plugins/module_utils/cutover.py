@@ -67,12 +67,10 @@ def apply_disposition(src, dst, the_plan, dst_rec, how, check_mode):
                          "itself a migration's destination): it is not disposed of",
                          advice="finish or clean up that job first")
     if how == "block":
-        blocked = src.call("VM.get_blocked_operations", vm_ref)
-        if all(op in blocked for op in markers.STARTS):
-            return False
-        if not check_mode:
-            markers.block_starts(src, vm_ref, markers.DISPOSITION_REASON + dst.url)
-        return True
+        if check_mode:
+            blocked = src.call("VM.get_blocked_operations", vm_ref)
+            return not all(op in blocked for op in markers.STARTS)
+        return markers.block_starts(src, vm_ref, markers.DISPOSITION_REASON + dst.url)
     if how == "destroy":
         if not check_mode:
             check_content_unchanged(src, the_plan, dst_rec)

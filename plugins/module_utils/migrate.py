@@ -57,11 +57,8 @@ def mirror_step(src, dst, the_plan, options, check_mode=False, cancel=None, on_d
     result["disks"] = []
     if is_complete(dst, the_plan):
         result["message"] = "already migrated; nothing to mirror"
-        # what a warm run could not remove after its cut-over
-        removed = 0 if check_mode else warm.remove_transients(src, list(the_plan["tree"].vm.disks.values()),
-                                                              the_plan["job"])
-        if removed:
-            result.update(changed=True, transient_snapshots_removed=removed)
+        if not check_mode:
+            remove_left_transients(src, the_plan, result)   # what a warm run could not remove after its cut-over
         return result
     if check_mode:
         dummy, missing = mirrored_pairs(dst, the_plan)
@@ -110,9 +107,7 @@ def mirror_step(src, dst, the_plan, options, check_mode=False, cancel=None, on_d
         else:
             # a warm run killed before its VM stopped for good left its transient snapshots
             # (the VM was halted since, or this run is cold): the synced leaves need them no more
-            removed = warm.remove_transients(src, list(the_plan["tree"].vm.disks.values()), the_plan["job"])
-            if removed:
-                result.update(changed=True, transient_snapshots_removed=removed)
+            remove_left_transients(src, the_plan, result)
         ok = True
     finally:
         progress.finish(ok)
@@ -125,6 +120,14 @@ def mirror_step(src, dst, the_plan, options, check_mode=False, cancel=None, on_d
     for key in ("written_read_back_s", "written_read_back_cpu_s"):
         result["timings"][key] = round(sum(d[key] for d in result["disks"]), 3)
     return result
+
+
+def remove_left_transients(src, the_plan, result):
+    """The job's transient snapshots an earlier warm run left on the source, removed; the
+    result says how many."""
+    removed = warm.remove_transients(src, list(the_plan["tree"].vm.disks.values()), the_plan["job"])
+    if removed:
+        result.update(changed=True, transient_snapshots_removed=removed)
 
 
 def side_by_side(disks, mirror_disk, nbd_connections):
