@@ -71,7 +71,7 @@ def up(args):
         pass
     log = open(os.path.join(state_dir, "xapisim.log"), "ab")
     cmd = [sys.executable, "-m", "xapisim", "serve", "--state-dir", state_dir,
-           "--pools", str(args.pools)]
+           "--pools", str(args.pools), "--hosts", str(args.hosts)]
     if args.block_status:
         cmd.append("--block-status")
     cmd += ["--host-profile", args.host_profile] + ["--host-cost=%s" % c for c in args.host_cost]
@@ -118,6 +118,8 @@ def main(argv=None):
         p = sub.add_parser(name)
         p.add_argument("--state-dir", required=True)
         p.add_argument("--pools", type=int, default=1)
+        p.add_argument("--hosts", type=int, default=1,
+                       help="hosts per pool, each with its own address, local SR and NBD server")
         p.add_argument("--block-status", action="store_true",
                        help="NBD servers offer block status and multi-conn (XAPI's do not)")
         p.add_argument("--host-profile", default="instant", choices=sorted(host_profile.PROFILES),
@@ -139,7 +141,7 @@ def main(argv=None):
         return down(args)
     if args.command == "serve":
         return simctl.serve(os.path.abspath(args.state_dir), args.pools, args.block_status,
-                            host_profile.parse(args.host_profile, args.host_cost))
+                            host_profile.parse(args.host_profile, args.host_cost), args.hosts)
     if args.command == "fault":
         return simctl.inject_fault_cli(os.path.abspath(args.state_dir), args.pool, json.loads(args.spec))
     return 2

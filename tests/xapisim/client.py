@@ -28,15 +28,30 @@ def login(pool, user="root"):
 
 def http_request(pool, method, path, query=None, session=None, body=None, headers=None):
     """One HTTPS request to a pool's data handler; returns (status, headers, body bytes).
-    ``body`` may be bytes or an iterable of bytes (then give Content-Length in headers)."""
-    url = urllib.parse.urlsplit(pool["url"])
-    conn = http.client.HTTPSConnection(url.hostname, url.port, context=ssl_context(pool),
-                                       timeout=600)
+    ``body`` may be bytes or an iterable of bytes (then give Content-Length in headers). A
+    ``302 Found`` (the VDI's SR is on another host) is followed once, as ``curl -L`` would:
+    the query carries the session, and a bytes body is sent again."""
     query = dict(query or {})
     if session is not None:
         query.setdefault("session_id", session._session)
     target = path + ("?" + urllib.parse.urlencode(query) if query else "")
-    conn.request(method, target, body=body, headers=headers or {})
+    status, answer_headers, data = one_request(pool, pool["url"], method, target, body, headers)
+    if status == 302 and isinstance(body, (bytes, type(None))):
+        location = urllib.parse.urlsplit(answer_headers["Location"])
+        status, answer_headers, data = one_request(
+            pool, "https://%s/" % location.netloc, method,
+            location.path + ("?" + location.query if location.query else ""), body, headers)
+    return status, answer_headers, data
+
+
+def one_request(pool, base_url, method, target, body, headers):
+    url = urllib.parse.urlsplit(base_url)
+    conn = http.client.HTTPSConnection(url.hostname, url.port, context=ssl_context(pool),
+                                       timeout=600)
+    try:
+        conn.request(method, target, body=body, headers=headers or {})
+    except (BrokenPipeError, ConnectionResetError):
+        pass        # answered and closed before the body was read (a 302): read the answer
     resp = conn.getresponse()
     data = resp.read()
     conn.close()
@@ -82,7 +97,10 @@ def nbd_chunks(x, vdi, chunk=4 << 20):
             h.set_tls(nbd.TLS_REQUIRE)
             h.set_tls_certificates(certdir)
             h.set_tls_verify_peer(True)
-            host = record["subject"]
+            # the subject when it resolves to the address (localhost, the master), else the
+            # address, which the certificate names too (the other hosts)
+            if record["address"] == "127.0.0.1":
+                host = record["subject"]
         h.connect_tcp(host, str(record["port"]))
         size, offset = h.get_size(), 0
         while offset < size:

@@ -13,6 +13,11 @@ vhd-tool ``impl.ml`` (``serve_raw_to_raw``, ``serve_chunked_to_raw``), ``export.
 * ``with_context``: the handler runs as the caller's ``task_id`` (completed or failed by the
   handler, never destroyed) or as a task of its own (destroyed when the handler ends, as
   ``Context`` does for the tasks it creates). The ``task-id`` header names it.
+* ``import_raw_vdi`` and ``export_raw_vdi`` on a host that does not see the VDI's SR answer
+  ``302 Found`` with ``Location: https://<address of a host that does><path>?<query>`` and close
+  (``Importexport.return_302_redirect``), before reading any body: only the query travels, not
+  the cookie. XAPI's URL has no port (443 on every host); the simulator's hosts share the
+  pool's port, which its Location names.
 * Responses are answered before the body is read; a failure after that point fails the task and
   closes the connection, so a client must look at the task, not at the 200.
 """
@@ -21,6 +26,7 @@ import os
 import socket
 import struct
 import threading
+import urllib.parse
 import uuid as uuidlib
 
 from . import ops_vdi
@@ -335,10 +341,42 @@ def after_write(pool, vdi):
         db.save()
 
 
+def sr_of_req(db, req):
+    """The SR an import or export touches: the VDI's, else ``sr_id``/``sr_uuid``; or None."""
+    with db.lock:
+        vdi = vdi_of_req(db, req)
+        if vdi is not None:
+            return db.raw("VDI", vdi)["SR"]
+        sr = req.param("sr_id")
+        if sr is None and req.param("sr_uuid") is not None:
+            sr = db.ref_of_uuid("SR", req.param("sr_uuid"))
+        return sr if sr is not None and db.exists("SR", sr) else None
+
+
+def redirected(pool, req):
+    """Importexport.check_sr_availability, else return_302_redirect to a host that sees the SR
+    (find_host_for_sr). True when the request was answered with the redirect."""
+    try:
+        sr = sr_of_req(pool.db, req)
+    except XapiError:
+        return False            # the handler reports the bad parameter
+    if sr is None:
+        return False
+    here = req.handler.server.host_ref
+    hosts = pool.hosts_with_sr(sr)
+    if not hosts or here in hosts:
+        return False
+    address = pool.db.raw("host", hosts[0])["address"]
+    url = "https://%s:%d%s?%s" % (address, req.handler.server.port, req.path,
+                                  urllib.parse.urlencode(req.query_list))
+    send_head(req, "HTTP/1.1 302 Found", [("Cache-Control", "no-cache, no-store"), ("Location", url)])
+    return True
+
+
 @route("PUT", "/import_raw_vdi")
 def import_raw_vdi(pool, req):
     session_ref = check_credentials(pool, req, "put_import_raw_vdi")
-    if session_ref is None:
+    if session_ref is None or redirected(pool, req):
         return
     fmt, known = format_of_req(req)
     try:
@@ -420,7 +458,7 @@ def run_import(pool, req, task, vdi, fmt, known, refusal):
 @route("GET", "/export_raw_vdi")
 def export_raw_vdi(pool, req):
     session_ref = check_credentials(pool, req, "get_export_raw_vdi")
-    if session_ref is None:
+    if session_ref is None or redirected(pool, req):
         return
     try:
         vdi = vdi_of_req(pool.db, req)

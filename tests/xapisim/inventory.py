@@ -42,8 +42,29 @@ HOST_MEMORY = 16 * GiB
 DOM0_MEMORY = 2 * GiB
 
 
-def populate(pool, host, pif):
+def populate(pool, hosts, pifs):
     """Everything below, once, at the pool's first start."""
+    db = pool.db
+    for host, pif in zip(hosts, pifs):
+        populate_host(pool, host, pif)
+    for sm_type, name, capabilities in SM_PLUGINS:
+        db.create("SM", {
+            "name_label": name, "name_description": "SR plugin %s" % sm_type, "type": sm_type,
+            "vendor": "Vates / Citrix Systems Inc", "copyright": "(C) 2008-2026", "version": "1.0",
+            # SMAPIv3 plugins (xapi-storage) ask for API 5.0, as XCP-ng's do; SMAPIv1 for 1.0
+            "required_api_version": "5.0" if sm_type.endswith("-v3") else "1.0",
+            "configuration": {}, "capabilities": capabilities,
+            "features": {c: 1 for c in capabilities}, "other_config": {},
+            "driver_filename": "/opt/xensource/sm/%sSR" % sm_type})
+    for spec in STOCK_TEMPLATES:
+        add_template(db, *spec)
+    add_tools_sr(pool, hosts)
+    for vm in db.refs("VM"):
+        ops_vm.update_allowed_operations(db, vm)
+
+
+def populate_host(pool, host, pif):
+    """A host's metrics, CPUs, NIC metrics, certificate and control domain."""
     db = pool.db
     db.update("host_metrics", db.raw("host", host)["metrics"], memory_total=HOST_MEMORY,
               memory_free=HOST_MEMORY - DOM0_MEMORY, live=True, last_updated=now_text())
@@ -57,23 +78,9 @@ def populate(pool, host, pif):
               vendor_name="Intel Corporation", device_id="10fb", speed=10000, duplex=True,
               device_name="82599ES 10-Gigabit SFI/SFP+", pci_bus_path="0000:03:00.0",
               last_updated=now_text())
-    for sm_type, name, capabilities in SM_PLUGINS:
-        db.create("SM", {
-            "name_label": name, "name_description": "SR plugin %s" % sm_type, "type": sm_type,
-            "vendor": "Vates / Citrix Systems Inc", "copyright": "(C) 2008-2026", "version": "1.0",
-            # SMAPIv3 plugins (xapi-storage) ask for API 5.0, as XCP-ng's do; SMAPIv1 for 1.0
-            "required_api_version": "5.0" if sm_type.endswith("-v3") else "1.0",
-            "configuration": {}, "capabilities": capabilities,
-            "features": {c: 1 for c in capabilities}, "other_config": {},
-            "driver_filename": "/opt/xensource/sm/%sSR" % sm_type})
     add_certificate(pool, host)
     dom0 = add_control_domain(pool, host)
     db.set("host", host, "control_domain", dom0)
-    for spec in STOCK_TEMPLATES:
-        add_template(db, *spec)
-    add_tools_sr(pool, host)
-    for vm in db.refs("VM"):
-        ops_vm.update_allowed_operations(db, vm)
 
 
 def add_certificate(pool, host):
@@ -160,7 +167,7 @@ def add_template(db, name, family, install_methods, disk_size):
     return template
 
 
-def add_tools_sr(pool, host):
+def add_tools_sr(pool, hosts):
     """The read-only ISO SR with the guest tools, which every XCP-ng host has."""
     db = pool.db
     sr = db.create("SR", {
@@ -168,8 +175,9 @@ def add_tools_sr(pool, host):
         "content_type": "iso", "shared": False, "physical_size": 0, "physical_utilisation": 0,
         "virtual_allocation": 0, "sm_config": {}, "other_config": {"xenserver_tools_sr": "true"},
         "is_tools_sr": True, "allowed_operations": ["scan", "plug", "unplug"]})
-    db.create("PBD", {"host": host, "SR": sr, "device_config": {"location": "/opt/xensource/packages/iso"},
-                      "currently_attached": True})
+    for host in hosts:
+        db.create("PBD", {"host": host, "SR": sr, "device_config": {"location": "/opt/xensource/packages/iso"},
+                          "currently_attached": True})
     db.create("VDI", {
         "name_label": "guest-tools.iso", "name_description": "XCP-ng guest tools", "SR": sr,
         "virtual_size": 64 * MiB, "physical_utilisation": 64 * MiB, "type": "user",

@@ -12,9 +12,14 @@ What xapi-nbd does (xen-api ``ocaml/nbd/src/main.ml``, ``ocaml/nbd/lib/consts.ml
   required (FORCEDTLS), ``insecure_nbd`` -> plaintext, both or neither -> the connection is
   closed. The same decision is taken here per connection, so purpose changes apply to the next
   connection; open ones go on (unless the port closes, above).
-* At most 16 concurrent connections (``Consts.connection_limit``); xapi-nbd accepts and closes
-  the 17th before any handshake. Same here (counted here, as every connection has its own
+* One server per host (xapi-nbd runs on every host), at the host's address: a VDI is served by
+  the hosts where its SR is attached, so a local SR's disks only by their host.
+* At most 16 concurrent connections per host (``Consts.connection_limit``); xapi-nbd accepts and
+  closes the 17th before any handshake. Same here (counted here, as every connection has its own
   nbdkit process, so nbdkit's ``limit`` filter cannot count them).
+* Simulator-only: every connection is logged (``pool.nbd_log``, GET /xapisim/nbd-connections)
+  with its host, the times it opened and closed, and, once the export name was accepted, the
+  VDI and the session's uuid and originator: caps are checked from the pool's side.
 * The export name ``/<VDI uuid>?session_id=<ref>`` is checked once at connect (session.get_uuid,
   VDI.get_by_uuid): see ``nbd_plugin.py``.
 * Read-only, fixed newstyle, no structured replies, no block status, no multi-conn, no
@@ -70,17 +75,19 @@ def connection_mode(purposes):
 
 
 class NbdServer:
-    def __init__(self, pool, block_status=False):
+    def __init__(self, pool, host=None, address="127.0.0.1", port=0, block_status=False):
         self.pool = pool
+        self.host = host or pool.master
+        self.address = address
         self.block_status = block_status
-        self.port = 0
+        self.port = port
         self.lock = threading.Lock()
         self.reserve = None
         self.listener = None
         self.children = []          # [(Popen, pid file)] of live nbdkit processes
         self.stopping = threading.Event()
         self.thread = None
-        self.throttle = Throttle(pool.faults)
+        self.throttle = pool_throttle(pool)
         self.serial = itertools.count()
 
     # ---- life cycle ---------------------------------------------------------------------------
@@ -89,7 +96,7 @@ class NbdServer:
         # connections are refused, yet no outgoing connection can take it as its local port.
         self.reserve = reusable_socket()
         # a restarted pool keeps its port, as a host keeps 10809
-        self.reserve.bind(("127.0.0.1", self.pool.config.get("nbd_port", 0)))
+        self.reserve.bind((self.address, self.port))
         self.port = self.reserve.getsockname()[1]
         self.reconfigure()
         # nbdkit's --exit-with-parent follows the thread that started it: this one lives as
@@ -128,7 +135,7 @@ class NbdServer:
         with self.lock:
             if wanted and self.listener is None and not self.stopping.is_set():
                 sock = reusable_socket()
-                sock.bind(("127.0.0.1", self.port))
+                sock.bind((self.address, self.port))
                 sock.listen(64)
                 sock.settimeout(0.2)
                 self.listener = sock
@@ -169,6 +176,7 @@ class NbdServer:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         mode = connection_mode(pool_purposes(self.pool.db))
         if mode is None or len(self.children) >= CONNECTION_LIMIT:
+            self.pool.log_nbd(self.host, refused=True)
             conn.close()
             return
         faults, host = self.pool.faults, self.pool.host
@@ -185,11 +193,19 @@ class NbdServer:
               attach=lambda: host.attach("nbd"), cap=host.nbd_cap()).start()
 
     def _spawn(self, sock, mode):
-        pidfile = os.path.join(self.pool.dir, "nbdkit-%d.pid" % next(self.serial))
-        child = subprocess.Popen(self.nbdkit_command(mode, pidfile), stdin=sock.fileno(),
+        entry = self.pool.log_nbd(self.host)
+        pidfile = os.path.join(self.pool.dir, "nbdkit-%s.pid" % entry["id"])
+        child = subprocess.Popen(self.nbdkit_command(mode, pidfile, entry["id"]), stdin=sock.fileno(),
                                  stdout=sock.fileno(), stderr=None, close_fds=True)
         with self.lock:
             self.children.append((child, pidfile))
+        # the close time to the millisecond: caps are computed from overlaps in this log
+        threading.Thread(target=self._log_close, args=(child, entry), daemon=True).start()
+
+    @staticmethod
+    def _log_close(child, entry):
+        child.wait()
+        entry["closed"] = time.time()
 
     def _reap(self):
         with self.lock:
@@ -201,7 +217,7 @@ class NbdServer:
                     remove(pidfile)
             self.children = alive
 
-    def nbdkit_command(self, mode, pidfile):
+    def nbdkit_command(self, mode, pidfile, connection):
         pool = self.pool
         cmd = ["nbdkit", "-s", "--exit-with-parent", "-P", pidfile, "-r"]
         if mode == "tls":
@@ -212,10 +228,18 @@ class NbdServer:
             # xapi-nbd: simple replies only, no NO_ZEROES flag, no multi-conn, no block status
             cmd += ["--no-sr", "--mask-handshake=1", "--filter=multi-conn", "--filter=noextents"]
         cmd += ["python", PLUGIN, "url=%s" % pool.url, "ca=%s" % pool.cert_file,
-                "disks=%s" % pool.storage.dir]
+                "disks=%s" % pool.storage.dir, "connection=%s" % connection,
+                "host=%s" % self.host]
         if not self.block_status:
             cmd.append("multi-conn-mode=disable")
         return cmd
+
+
+def pool_throttle(pool):
+    """One token bucket per pool for the ``bandwidth`` fault, shared by every host's server."""
+    if getattr(pool, "nbd_throttle", None) is None:
+        pool.nbd_throttle = Throttle(pool.faults)
+    return pool.nbd_throttle
 
 
 def reusable_socket():
@@ -338,7 +362,8 @@ def vdi_get_nbd_info(ctx, vdi):
             continue
         cert = ctx.call("host.get_server_certificate", host)
         subject = certificate_subject(cert) or db.raw("host", host)["hostname"]
-        port = ctx.pool.nbd.port if ctx.pool.nbd else 10809
+        server = ctx.pool.nbd_servers.get(host)
+        port = server.port if server else 10809
         records += [{"exportname": exportname, "address": ip, "port": port, "cert": cert,
                      "subject": subject} for ip in ips]
     return records
@@ -360,8 +385,8 @@ def network_add_purpose(ctx, network, value):
             if conflicting in db.raw("network", ref)["purpose"]:
                 raise XapiError("NETWORK_INCOMPATIBLE_PURPOSES", value, conflicting)
         db.set("network", network, "purpose", [value] + current)
-    if ctx.pool.nbd:
-        ctx.pool.nbd.reconfigure()
+    for server in ctx.pool.nbd_servers.values():
+        server.reconfigure()
 
 
 @implements("network.remove_purpose")
@@ -370,5 +395,5 @@ def network_remove_purpose(ctx, network, value):
     current = db.raw("network", network)["purpose"]
     if value in current:
         db.set("network", network, "purpose", [p for p in current if p != value])
-    if ctx.pool.nbd:
-        ctx.pool.nbd.reconfigure()
+    for server in ctx.pool.nbd_servers.values():
+        server.reconfigure()

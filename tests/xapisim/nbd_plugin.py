@@ -13,7 +13,9 @@ VDI's sparse raw file with ``preadv`` into nbdkit's buffer, so the plugin costs 
 import errno
 import os
 import ssl
+import threading
 import urllib.parse
+import urllib.request
 import xmlrpc.client
 
 import nbdkit
@@ -21,7 +23,7 @@ import nbdkit
 API_VERSION = 2
 ALIGNMENT = 512
 
-SETTINGS = {"url": None, "ca": None, "disks": None}
+SETTINGS = {"url": None, "ca": None, "disks": None, "connection": None, "host": None}
 
 
 def thread_model():
@@ -68,6 +70,17 @@ def parse_export_name(name):
     return uuid, session
 
 
+def report_opened(session, uuid):
+    """Simulator-only: tell the pool whose session this connection serves (its NBD log)."""
+    query = urllib.parse.urlencode({"connection": SETTINGS["connection"], "vdi": uuid})
+    request = urllib.request.Request(SETTINGS["url"].rstrip("/") + "/xapisim/nbd-opened?" + query,
+                                     data=b"", method="POST",
+                                     headers={"Cookie": "session_id=%s" % session})
+    context = ssl.create_default_context(cafile=SETTINGS["ca"])
+    with urllib.request.urlopen(request, context=context, timeout=30) as response:
+        response.read()
+
+
 def open(readonly):  # noqa: A001 - the name nbdkit calls
     uuid, session = parse_export_name(nbdkit.export_name())
     if not session:
@@ -78,8 +91,16 @@ def open(readonly):  # noqa: A001 - the name nbdkit calls
         vdi = xapi_call(proxy, "VDI.get_by_uuid", session, uuid)
         # xapi-nbd plugs a read-only VBD into dom0; XAPI refuses that for metadata-only VDIs
         vdi_type = xapi_call(proxy, "VDI.get_type", session, vdi)
+        # xapi-nbd plugs the VDI into its own host's dom0: only where the SR is attached
+        sr = xapi_call(proxy, "VDI.get_SR", session, vdi)
+        pbds = xapi_call(proxy, "PBD.get_all_records_where", session, 'field "SR"="%s"' % sr)
+        if not any(rec["host"] == SETTINGS["host"] and rec["currently_attached"] for rec in pbds.values()):
+            raise Refused("the SR of VDI %s is not attached on this host" % uuid)
     finally:
         proxy("close")()
+    # beside the connection, not before it: the log must not slow the handshake down
+    reporter = threading.Thread(target=report_opened, args=(session, uuid), daemon=True)
+    reporter.start()
     if vdi_type == "cbt_metadata":
         raise Refused("VDI_INCOMPATIBLE_TYPE %s" % vdi_type)
     path = os.path.join(SETTINGS["disks"], uuid + ".raw")
@@ -87,11 +108,12 @@ def open(readonly):  # noqa: A001 - the name nbdkit calls
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         raise Refused("no disk content for VDI %s" % uuid)
-    return {"fd": fd}
+    return {"fd": fd, "reporter": reporter}
 
 
 def close(h):
     os.close(h["fd"])
+    h["reporter"].join(30)      # a short connection's log entry is complete before it ends
 
 
 def get_size(h):

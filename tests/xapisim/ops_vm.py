@@ -350,12 +350,48 @@ def vif_destroy(ctx, vif):
 
 # ---- power operations -------------------------------------------------------------------------
 
-def set_power_state(ctx, vm, state):
+def srs_of_vm(db, vm):
+    srs = []
+    for vbd in db.where("VBD", VM=vm):
+        vdi = db.raw("VBD", vbd)["VDI"]
+        if vdi != NULL_REF and db.exists("VDI", vdi):
+            srs.append(db.raw("VDI", vdi)["SR"])
+    return srs
+
+
+def assert_host_sees_disks(ctx, vm, host):
+    """VM_REQUIRES_SR [vm, sr] when ``host`` does not see the SR of one of the VM's disks."""
+    for sr in srs_of_vm(ctx.db, vm):
+        if host not in ctx.pool.hosts_with_sr(sr):
+            raise XapiError("VM_REQUIRES_SR", vm, sr)
+
+
+def choose_host(ctx, vm):
+    """Where VM.start / VM.resume put a VM: its affinity when that host sees every disk, else
+    the first host that does (the master first); NO_HOSTS_AVAILABLE when none does."""
+    db = ctx.db
+    current = db.raw("VM", vm)["resident_on"]
+    if current != NULL_REF:
+        return current
+    candidates = [db.raw("VM", vm)["affinity"]] + ctx.pool.hosts()
+    for host in candidates:
+        if db.exists("host", host):
+            try:
+                assert_host_sees_disks(ctx, vm, host)
+                return host
+            except XapiError:
+                continue
+    raise XapiError("NO_HOSTS_AVAILABLE")
+
+
+def set_power_state(ctx, vm, state, host=None):
     db = ctx.db
     old_state = db.raw("VM", vm)["power_state"]
     running = state in ("Running", "Paused")
+    if running:
+        host = host or choose_host(ctx, vm)
     db.update("VM", vm, power_state=state,
-              resident_on=ctx.pool.master if running else NULL_REF,
+              resident_on=host if running else NULL_REF,
               domid=(db.raw("VM", vm)["domid"] if db.raw("VM", vm)["domid"] > 0
                      else random.randrange(1, 1000)) if running else -1)
     for vbd in db.where("VBD", VM=vm):
@@ -414,7 +450,8 @@ def vm_start(ctx, vm, start_paused, force):
 @implements("VM.start_on")
 def vm_start_on(ctx, vm, host, start_paused, force):
     assert_operation(ctx.db, vm, "start_on")
-    set_power_state(ctx, vm, "Paused" if start_paused else "Running")
+    assert_host_sees_disks(ctx, vm, host)
+    set_power_state(ctx, vm, "Paused" if start_paused else "Running", host)
 
 
 @implements("VM.hard_shutdown")
@@ -532,20 +569,23 @@ def vm_resume(ctx, vm, start_paused, force):
 @implements("VM.resume_on")
 def vm_resume_on(ctx, vm, host, start_paused, force):
     assert_operation(ctx.db, vm, "resume_on")
+    assert_host_sees_disks(ctx, vm, host)
     destroy_suspend_vdi(ctx, vm)
-    set_power_state(ctx, vm, "Paused" if start_paused else "Running")
+    set_power_state(ctx, vm, "Paused" if start_paused else "Running", host)
 
 
 @implements("VM.pool_migrate")
 def vm_pool_migrate(ctx, vm, host, options):
-    """One host per pool: a migration to the host the VM is on (a "localhost migration",
-    which XAPI performs) moves the guest to a new domain; the guest must suspend for it."""
+    """A migration to another host of the pool that sees the VM's disks, or to the host the VM
+    is on (a "localhost migration", which XAPI performs), moves the guest to a new domain; the
+    guest must suspend for it."""
     db = ctx.db
     assert_operation(db, vm, "pool_migrate")
-    if host != db.raw("VM", vm)["resident_on"]:
-        raise XapiError("HOST_OFFLINE", host)
+    if not db.exists("host", host):
+        raise XapiError("HANDLE_INVALID", "host", host)
+    assert_host_sees_disks(ctx, vm, host)
     ask_guest(ctx, vm, "pool_migrate")
-    db.set("VM", vm, "domid", db.raw("VM", vm)["domid"] + 1)
+    db.update("VM", vm, domid=db.raw("VM", vm)["domid"] + 1, resident_on=host)
 
 
 @implements("VM.power_state_reset")

@@ -163,6 +163,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 out = xmlrpc.client.dumps((self.server.dispatcher.model.wire_names(),),
                                           methodresponse=True)
                 return self.reply(out.encode(), "text/xml")
+            self.server.refuse_login_on_slave(method)
             value = self.server.dispatcher.call(method, params)
             result = {"Status": "Success", "Value": value}
         except XapiError as e:
@@ -184,6 +185,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if req["method"] == SYSTEM_LIST_METHODS:
                 value = self.server.dispatcher.model.wire_names()
             else:
+                self.server.refuse_login_on_slave(req["method"])
                 value = self.server.dispatcher.call(req["method"], params, xmlrpc_mode=False)
             out = {"jsonrpc": "2.0", "result": value, "id": request_id} if v2 else \
                 {"result": value, "error": None, "id": request_id}
@@ -206,9 +208,10 @@ class PoolServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, pool, host="127.0.0.1", port=0):
+    def __init__(self, pool, host="127.0.0.1", port=0, host_ref=None):
         super().__init__((host, port), Handler)
         self.pool = pool
+        self.host_ref = host_ref or pool.master      # the host this front belongs to
         self.dispatcher = Dispatcher(pool)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(pool.cert_file, pool.key_file)
@@ -228,6 +231,13 @@ class PoolServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     @property
     def port(self):
         return self.server_address[1]
+
+    def refuse_login_on_slave(self, method):
+        """xapi_session.ml: a login on a host that is not the master fails with HOST_IS_SLAVE
+        and the master's address (clients log in there again). Calls with a session made on
+        the master are answered: a slave forwards them."""
+        if method == "session.login_with_password" and self.host_ref != self.pool.master:
+            raise XapiError("HOST_IS_SLAVE", self.pool.db.raw("host", self.pool.master)["address"])
 
     def serve_in_thread(self):
         thread = threading.Thread(target=self.serve_forever, daemon=True)

@@ -22,7 +22,7 @@ from .server import PoolServer, route
 from .storage import Storage
 
 
-def serve(state_dir, count, block_status=False, host_costs=None):
+def serve(state_dir, count, block_status=False, host_costs=None, hosts=1):
     os.makedirs(state_dir, exist_ok=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
@@ -30,18 +30,12 @@ def serve(state_dir, count, block_status=False, host_costs=None):
     pools, servers, entries = [], [], []
     try:
         for i in range(count):
-            pool = Pool(i, state_dir)
+            pool = Pool(i, state_dir, {"hosts": hosts})
             pool.storage = Storage(pool)
             pool.host = HostProfile(host_costs)
-            # a restarted pool keeps its ports (a host keeps 443 and 10809): clients reconnect
-            server = PoolServer(pool, port=pool.config.get("https_port", 0))
-            pool.url = "https://127.0.0.1:%d/" % server.port
-            server.serve_in_thread()
-            pool.nbd = NbdServer(pool, block_status=block_status)
-            pool.nbd.start()
-            pool.remember_ports(server.port, pool.nbd.port)
+            servers += start_hosts(pool, block_status)
+            pool.remember_ports(servers[-len(pool.hosts())].port, pool.nbd.port)
             pools.append(pool)
-            servers.append(server)
             users = pool.config["users"]
             entries.append({
                 "name": pool.name, "url": pool.url,
@@ -53,6 +47,9 @@ def serve(state_dir, count, block_status=False, host_costs=None):
                 "accounts": {name: {"username": name, "password": user["password"], "role": user["role"]}
                              for name, user in sorted(users.items()) if user["role"]},
                 "nbd_port": pool.nbd.port, "state_dir": pool.dir,
+                "hosts": [{"name": pool.db.raw("host", ref)["name_label"],
+                           "uuid": pool.db.raw("host", ref)["uuid"],
+                           "address": pool.db.raw("host", ref)["address"]} for ref in pool.hosts()],
             })
         with open(os.path.join(state_dir, "xapisim.pid"), "w") as f:
             f.write(str(os.getpid()))
@@ -68,10 +65,31 @@ def serve(state_dir, count, block_status=False, host_costs=None):
             server.shutdown()
             server.server_close()
         for pool in pools:
-            if pool.nbd:
-                pool.nbd.stop()
+            for nbd in pool.nbd_servers.values():
+                nbd.stop()
             pool.db.save()
     return 0
+
+
+def start_hosts(pool, block_status):
+    """Each host's HTTPS front and NBD server, on its own address with the pool's ports (the
+    master's come first: a restarted pool keeps its ports, as a host keeps 443 and 10809, so
+    clients reconnect). Returns the HTTPS servers."""
+    servers = []
+    https_port, nbd_port = pool.config.get("https_port", 0), pool.config.get("nbd_port", 0)
+    for host in pool.hosts():
+        address = pool.db.raw("host", host)["address"]
+        server = PoolServer(pool, host=address, port=https_port, host_ref=host)
+        https_port = server.port
+        server.serve_in_thread()
+        servers.append(server)
+        nbd = NbdServer(pool, host=host, address=address, port=nbd_port, block_status=block_status)
+        nbd.start()
+        nbd_port = nbd.port
+        pool.nbd_servers[host] = nbd
+    pool.url = "https://%s:%d/" % (pool.db.raw("host", pool.master)["address"], servers[0].port)
+    pool.nbd = pool.nbd_servers[pool.master]
+    return servers
 
 
 def kill_leftovers(state_dir):
@@ -133,6 +151,27 @@ def host_costs_endpoint(pool, req):
         return
     body = {"costs": pool.host.costs, "charged": pool.host.charged()}
     req.respond(200, json.dumps(body).encode(), content_type="application/json")
+
+
+@route("GET", "/xapisim/nbd-connections")
+def nbd_connections_endpoint(pool, req):
+    """Simulator-only: every NBD connection of every host since the pool started, as
+    ``{id, host, opened, closed, refused, vdi, session, originator}`` (session = its uuid)."""
+    if require_root_session(pool, req) is None:
+        return
+    req.respond(200, json.dumps(list(pool.nbd_log)).encode(), content_type="application/json")
+
+
+@route("POST", "/xapisim/nbd-opened")
+def nbd_opened_endpoint(pool, req):
+    """Simulator-only, called by nbd_plugin.py once it accepted an export name: the session
+    is the client's, checked like any other."""
+    session = pool.session_of_http(req.param("session_id"))
+    if session is None:
+        req.respond(401, b"no session\n")
+        return
+    found = pool.nbd_opened(req.param("connection"), req.param("session_id"), req.param("vdi"))
+    req.respond(200 if found else 404, b"")
 
 
 def inject_fault_cli(state_dir, index, spec):
