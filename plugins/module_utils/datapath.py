@@ -84,9 +84,23 @@ def pick_nbd_record(records):
     return records[0]
 
 
+def certificate_ips(pem):
+    """The IP addresses a PEM certificate names (its subjectAltName), as text; empty when it
+    cannot be read here."""
+    try:
+        from cryptography import x509
+        cert = x509.load_pem_x509_certificate(pem.encode() if isinstance(pem, str) else pem)
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return {str(ip) for ip in names.get_values_for_type(x509.IPAddress)}
+    except Exception:  # noqa: BLE001 - no cryptography, no SAN, an unreadable certificate
+        return set()
+
+
 def connect_hostname(record):
     """The name to connect to so that libnbd checks the certificate: the certificate's
-    ``subject`` when it resolves to ``address`` (libnbd 1.14 has no set_tls_hostname)."""
+    ``subject`` when it resolves to ``address`` (libnbd 1.14 has no set_tls_hostname), else
+    the address itself when the certificate names it (an IP subjectAltName, which GnuTLS
+    checks): a pool whose hosts' certificates name their addresses needs no DNS entry."""
     subject, address = record.get("subject"), record["address"]
     if not subject:
         return address
@@ -96,6 +110,8 @@ def connect_hostname(record):
         resolved = set()
     if address in resolved or subject == address:
         return subject
+    if address in certificate_ips(record.get("cert") or ""):
+        return address
     raise DataPathError(
         "the NBD certificate names %s, which does not resolve to %s here: add it to DNS or "
         "/etc/hosts on the host that moves the data, so that the certificate can be verified"
@@ -437,14 +453,15 @@ class ImportStream:
     has no length (XAPI reads frames until the terminator and refuses Transfer-Encoding);
     XAPI answers 200 before it reads the body, and the task says whether every byte landed."""
 
-    def __init__(self, conn, vdi_uuid):
+    def __init__(self, conn, vdi_uuid, sr=None):
         self.conn = conn
         self.data_bytes = 0
         self.task = conn.call("task.create", IMPORT_TASK, import_description(vdi_uuid))
         self.http = None
         try:
             self.http = conn.open_request("PUT", "/import_raw_vdi",
-                                          {"vdi": vdi_uuid, "format": "raw", "chunked": "true"}, task=self.task)
+                                          {"vdi": vdi_uuid, "format": "raw", "chunked": "true"},
+                                          task=self.task, sr=sr)
         except (OSError, http_client.HTTPException) as e:
             self._broken(e)
 
@@ -497,9 +514,10 @@ class BatchWriter:
     that its attach (about a second on a real host) overlaps the source's NBD connection and
     the first reads; for a node that is expected to write something."""
 
-    def __init__(self, conn, vdi_uuid, pool=None, batch_min=BATCH_MIN, nblocks=0, eager=False):
+    def __init__(self, conn, vdi_uuid, pool=None, batch_min=BATCH_MIN, nblocks=0, eager=False, sr=None):
         self.conn = conn
         self.vdi_uuid = vdi_uuid
+        self.sr = sr            # the VDI's SR ref: its imports go to a host that sees it
         self.eager = eager
         self.written_blocks = BlockMap(nblocks)   # what was handed to add: read back later
         self.own_pool = pool is None
@@ -560,7 +578,7 @@ class BatchWriter:
         stream = None
         try:
             if self.eager:
-                stream = ImportStream(self.conn, self.vdi_uuid)
+                stream = ImportStream(self.conn, self.vdi_uuid, self.sr)
             while True:
                 batch = self._next_batch()
                 if batch is None:
@@ -571,7 +589,7 @@ class BatchWriter:
                         return
                     continue
                 if stream is None:
-                    stream = ImportStream(self.conn, self.vdi_uuid)
+                    stream = ImportStream(self.conn, self.vdi_uuid, self.sr)
                 stream.send(batch.frames(), batch.data_bytes)
                 batch.clear()
                 with self.ready:

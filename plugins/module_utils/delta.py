@@ -81,7 +81,7 @@ def allocation_map_description(job, userdevice):
     return "VHD block allocation of disk %s for xapi.sxm job %s" % (userdevice, job)
 
 
-def vhd_allocation(conn, vdi_ref, base_ref, nblocks, description=""):
+def vhd_allocation(conn, vdi_ref, base_ref, nblocks, description="", sr=None):
     """The blocks a VHD export of ``vdi_ref`` (relative to ``base_ref``, or None) includes.
     The stream is dropped after the table; XAPI then fails the export's task (vhd-tool cannot
     write), which is waited for, so that its read-only dom0 attach is gone before anything
@@ -91,7 +91,7 @@ def vhd_allocation(conn, vdi_ref, base_ref, nblocks, description=""):
         query = {"vdi": vdi_ref, "format": "vhd"}
         if base_ref:
             query["base"] = base_ref
-        response = conn.http("GET", "/export_raw_vdi", query, task=task)
+        response = conn.http("GET", "/export_raw_vdi", query, task=task, sr=sr)
         try:
             if response.status != 200:
                 raise NoAllocationMap("HTTP %s" % response.status)
@@ -158,7 +158,7 @@ class DeltaFinder:
             return None
         try:
             return vhd_allocation(self.conn, disk.vdi_ref, held.vdi_ref if held else None, nblocks,
-                                  self.task_description)
+                                  self.task_description, sr=disk.sr_ref)
         except NoAllocationMap:
             self.base_refused = self.base_refused or held is not None
             return None

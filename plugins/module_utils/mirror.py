@@ -509,7 +509,7 @@ class DiskMirror:
         # a node that will most likely write: its import's attach overlaps the source's
         expected = candidates if prev_digests is not None else allocated
         writer = datapath.BatchWriter(self.dst, w_rec["uuid"], self.frames, nblocks=self._nblocks(disk),
-                                      eager=expected is None or len(expected) > 0)
+                                      eager=expected is None or len(expected) > 0, sr=w_rec["SR"])
         try:
             with self._source(disk) as source:
                 digests, read = datapath.copy_node(source, disk.virtual_size, writer, prev_digests,

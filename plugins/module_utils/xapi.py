@@ -119,6 +119,7 @@ class Connection:
         self.guard = guard
         # one XML-RPC connection: the data path's writer thread calls too
         self.lock = threading.Lock()
+        self._sr_urls = {}      # SR ref -> URL of the host that serves its disks' HTTP handlers
 
     # ---- session ----------------------------------------------------------------------------
     def login(self):
@@ -246,13 +247,14 @@ class Connection:
             pass
 
     # ---- HTTP data handlers -----------------------------------------------------------------
-    def http(self, method, path, query, body=None, length=None, task=None):
+    def http(self, method, path, query, body=None, length=None, task=None, sr=None):
         """Open a request to a data handler with the session as a cookie (never in the URL,
         which proxies and logs keep). ``body`` is bytes or an iterable of bytes with
-        ``length``. Returns the http.client response (caller reads and closes)."""
+        ``length``; ``sr`` as in ``open_request``. Returns the http.client response (caller
+        reads and closes)."""
         conn = self.open_request(method, path, query, task=task,
                                  length=None if body is None else (length if length is not None else len(body)),
-                                 has_body=body is not None)
+                                 has_body=body is not None, sr=sr)
         if body is not None:
             if isinstance(body, (bytes, bytearray, memoryview)):
                 conn.send(body)
@@ -263,12 +265,33 @@ class Connection:
         response.connection = conn
         return response
 
-    def open_request(self, method, path, query, task=None, length=None, has_body=True):
+    def url_for_sr(self, sr):
+        """The URL of a host that sees ``sr``: the master when it does, else the first other
+        host with the SR attached, at its ``address`` on the pool URL's port. XAPI answers an
+        import or export of a VDI on an SR the host cannot see with ``302 Found`` before it
+        reads the body (Importexport.return_302_redirect), so a streamed import must go to
+        the right host from its first byte. Asked once per SR."""
+        if sr not in self._sr_urls:
+            url = self.url
+            pbds = self.call("PBD.get_all_records_where", 'field "SR"="%s"' % sr)
+            hosts = {rec["host"] for rec in pbds.values() if rec.get("currently_attached")}
+            if hosts and self.call("pool.get_master", self.call("pool.get_all")[0]) not in hosts:
+                address = self.call("host.get_address", sorted(hosts)[0])
+                parts = urllib.parse.urlsplit(self.url)
+                netloc = "[%s]" % address if ":" in address else address
+                if parts.port:
+                    netloc += ":%d" % parts.port
+                url = urllib.parse.urlunsplit((parts.scheme, netloc, "/", "", ""))
+            self._sr_urls[sr] = url
+        return self._sr_urls[sr]
+
+    def open_request(self, method, path, query, task=None, length=None, has_body=True, sr=None):
         """The http.client connection of a request whose headers are sent: the caller sends
         the body with ``send`` and reads ``getresponse()``. Without ``length`` the body's end
         is the caller's to mark: the chunked import reads frames up to its terminator, and
-        XAPI refuses ``Transfer-Encoding``."""
-        parts = urllib.parse.urlsplit(self.url)
+        XAPI refuses ``Transfer-Encoding``. With ``sr`` (a ref), the request goes to a host
+        that sees that SR (``url_for_sr``)."""
+        parts = urllib.parse.urlsplit(self.url_for_sr(sr) if sr else self.url)
         if parts.scheme == "https":
             conn = http.client.HTTPSConnection(parts.hostname, parts.port or 443, context=self.ssl,
                                                timeout=HTTP_TIMEOUT)

@@ -50,7 +50,7 @@ def one_request(pool, base_url, method, target, body, headers):
                                        timeout=600)
     try:
         conn.request(method, target, body=body, headers=headers or {})
-    except (BrokenPipeError, ConnectionResetError):
+    except OSError:
         pass        # answered and closed before the body was read (a 302): read the answer
     resp = conn.getresponse()
     data = resp.read()

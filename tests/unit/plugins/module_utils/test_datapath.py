@@ -184,7 +184,7 @@ class UploadRecorder:
     def wait_task(self, task, **kw):
         return ""
 
-    def open_request(self, method, path, query, task=None, length=None, has_body=True):
+    def open_request(self, method, path, query, task=None, length=None, has_body=True, sr=None):
         assert method == "PUT" and path == "/import_raw_vdi" and query["chunked"] == "true" and length is None
         body = bytearray()
         self.requests.append(body)
