@@ -122,9 +122,14 @@ def test_raw_vdi_handlers_redirect_to_the_host_of_the_sr(pool, x):
             pool, pool["url"], "PUT", "/import_raw_vdi?" + client.urllib.parse.urlencode(dict(query, chunked="true")),
             body, {"Content-Length": str(len(body))})
         assert status == 302 and "127.0.0.2" in headers["Location"]
-        # followed, the import lands
+        # followed, the import lands, written by the host that sees the SR
         scenario.write_disk(pool, x, scenario.disks(x, vm)["0"], [(0, b"y" * 512)])
         assert b"".join(client.nbd_chunks(x, scenario.disks(x, vm)["0"]))[:512] == b"y" * 512
+        imports = [e for e in client.simulator_json(pool, x, "GET", "/xapisim/imports") if e["vdi"] == vdi_uuid]
+        assert [(e["host"], e["sr"]) for e in imports] == [("xapisim-pool0-host1",
+                                                           x.xenapi.SR.get_uuid(local_sr(x, h1)))]
+        assert imports[0]["closed"] >= imports[0]["opened"]
+        assert imports[0]["session"] == x.xenapi.session.get_uuid(x._session)
     finally:
         x.xenapi.VM.destroy(vm)
 

@@ -26,6 +26,7 @@ import os
 import socket
 import struct
 import threading
+import time
 import urllib.parse
 import uuid as uuidlib
 
@@ -140,6 +141,7 @@ class HandlerTask:
 
     def __init__(self, pool, req, session_ref, label):
         self.pool, self.db = pool, pool.db
+        self.session_ref = session_ref
         with self.db.lock:
             given = req.param("task_id")
             self.own = not (given and self.db.exists("task", given))
@@ -431,6 +433,8 @@ def run_import(pool, req, task, vdi, fmt, known, refusal):
         space = ops_vdi.physical_free(Context(pool, None), rec["SR"])
     pool.host.attach("import")          # the dom0 VBD.plug read-write
     writer = DiskWriter(pool, vdi_uuid, size, space)
+    with db.lock:
+        logged = pool.log_import(req.handler.server.host_ref, vdi, task.session_ref)
     try:
         if chunked:
             receive_chunked(req, writer)
@@ -450,6 +454,7 @@ def run_import(pool, req, task, vdi, fmt, known, refusal):
     finally:
         writer.close()
         after_write(pool, vdi)
+        logged["closed"] = time.time()
     task.succeed(ova.rpc_string(vdi))
 
 

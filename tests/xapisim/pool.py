@@ -71,6 +71,7 @@ class Pool:
         self.nbd_servers = {}       # host ref -> its NBD server
         self.nbd_log = collections.deque(maxlen=CALL_LOG_LIMIT)   # every NBD connection, see nbd.py
         self.nbd_serial = itertools.count(1)
+        self.import_log = collections.deque(maxlen=CALL_LOG_LIMIT)   # every raw import, see log_import
         self.storage = None
         if not self.db.tables["pool"]:
             self.bootstrap()
@@ -221,6 +222,18 @@ class Pool:
                  "closed": time.time() if refused else None, "refused": refused,
                  "vdi": None, "session": None, "originator": None}
         self.nbd_log.append(entry)
+        return entry
+
+    def log_import(self, host, vdi, session_ref):
+        """A new entry of the import log (simulator-only, GET /xapisim/imports): which host
+        wrote into which VDI and SR for which session (its uuid), from when to when."""
+        db = self.db
+        rec = db.raw("VDI", vdi)
+        session = db.raw("session", session_ref) if db.exists("session", session_ref) else {}
+        entry = {"host": db.raw("host", host)["name_label"], "vdi": rec["uuid"],
+                 "sr": db.raw("SR", rec["SR"])["uuid"], "session": session.get("uuid"),
+                 "originator": session.get("originator"), "opened": time.time(), "closed": None}
+        self.import_log.append(entry)
         return entry
 
     def nbd_opened(self, connection, session_ref, vdi_uuid):

@@ -162,6 +162,15 @@ def nbd_connections_endpoint(pool, req):
     req.respond(200, json.dumps(list(pool.nbd_log)).encode(), content_type="application/json")
 
 
+@route("GET", "/xapisim/imports")
+def imports_endpoint(pool, req):
+    """Simulator-only: every raw import since the pool started, as ``{host, vdi, sr, session,
+    originator, opened, closed}`` (session = its uuid)."""
+    if require_root_session(pool, req) is None:
+        return
+    req.respond(200, json.dumps(list(pool.import_log)).encode(), content_type="application/json")
+
+
 @route("POST", "/xapisim/nbd-opened")
 def nbd_opened_endpoint(pool, req):
     """Simulator-only, called by nbd_plugin.py once it accepted an export name: the session
