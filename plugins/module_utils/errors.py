@@ -92,6 +92,13 @@ class JobCancelled(SxmError):
     advice = "no disposition was applied; " + RUN_AGAIN
 
 
+class Drained(SxmError):
+    """The evacuation is draining: a VM that had not started was left for a later run."""
+    code = "SXM_DRAINED"
+    advice = ("nothing of this VM was changed by this run; resume the evacuation "
+              "(playbooks/evacuation_control.yml with sxm_evacuation_state=running) and run it again")
+
+
 class WaitTimeout(SxmError):
     """A XAPI task or data handler did not finish in time."""
     code = "SXM_TIMEOUT"

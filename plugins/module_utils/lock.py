@@ -176,7 +176,7 @@ class JobLock:
     ``taken_over_from`` is the description of the stale holder we took the lock from (or None);
     ``lost`` the reason once the lock was taken from us (``on_lost`` is then called once)."""
 
-    def __init__(self, conn, job, holder, timeout=120, on_lost=None):
+    def __init__(self, conn, job, holder, timeout=120, on_lost=None, target=None):
         if timeout < MIN_TIMEOUT:
             raise InputError("lock_timeout must be at least %d seconds (got %s)" % (MIN_TIMEOUT, timeout))
         self.conn = conn
@@ -187,6 +187,9 @@ class JobLock:
         self.interval = beat_interval(timeout)
         self.on_lost = on_lost
         self.key = lock_key(job)
+        # (class, ref) of the object whose other_config holds the keys: the pool by default,
+        # a host or an SR for the slots of slots.py
+        self.target_class, self._target = target or ("pool", None)
         self.taken_over_from = None
         self.lost = None
         self.acquired = False
@@ -210,15 +213,20 @@ class JobLock:
             self._pool = self.conn.call("pool.get_all")[0]
         return self._pool
 
+    def _target_ref(self):
+        if self._target is None:
+            self._target = self._pool_ref()
+        return self._target
+
     def _config(self):
-        return self.conn.call("pool.get_other_config", self._pool_ref())
+        return self.conn.call("%s.get_other_config" % self.target_class, self._target_ref())
 
     def _add(self, key, value):
-        self.conn.call("pool.add_to_other_config", self._pool_ref(), key, value)
+        self.conn.call("%s.add_to_other_config" % self.target_class, self._target_ref(), key, value)
 
     def _remove(self, key):
         # XAPI removes a missing key silently
-        self.conn.call("pool.remove_from_other_config", self._pool_ref(), key)
+        self.conn.call("%s.remove_from_other_config" % self.target_class, self._target_ref(), key)
 
     def _now(self):
         """The pool's time in epoch seconds. The master is asked again after a failure: it may

@@ -35,10 +35,12 @@ def base_result(the_plan):
             "warnings": list(the_plan.get("warnings", []))}
 
 
-def plan_step(src, dst, the_plan):
-    """The plan and what the destination already holds; reads only."""
+def plan_step(src, dst, the_plan, check_nbd=True):
+    """The plan and what the destination already holds; reads only. ``check_nbd``: open one
+    export of the source (a data step under an evacuation's caps opens it under its slots)."""
     result = base_result(the_plan)
-    planning.check_nbd(src, the_plan)
+    if check_nbd:
+        planning.check_nbd(src, the_plan)
     result.update(source_tree=the_plan["tree"].to_dict(), plan=planning.plan_summary(the_plan),
                   destination=planning.destination_progress(dst, the_plan))
     return result

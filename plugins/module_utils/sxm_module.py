@@ -14,13 +14,15 @@ __metaclass__ = type
 
 import os
 import socket
+import time
 import traceback
 from contextlib import contextmanager
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.xapi.sxm.plugins.module_utils import cancel as cancelling, lock as locking, secret_channel
-from ansible_collections.xapi.sxm.plugins.module_utils import warm
+from ansible_collections.xapi.sxm.plugins.module_utils import slots as slotting, warm
+from ansible_collections.xapi.sxm.plugins.module_utils.progress import write_json_atomically
 from ansible_collections.xapi.sxm.plugins.module_utils.errors import InputError, error_from
 from ansible_collections.xapi.sxm.plugins.module_utils.plan import AlreadyMigrated, Options, param_problems
 from ansible_collections.xapi.sxm.plugins.module_utils.session_guard import SessionGuard
@@ -93,6 +95,14 @@ def job_spec():
         keepalive_file=dict(type="path"),
         orphan_timeout=dict(type="int", default=ORPHAN_TIMEOUT),
         progress_file=dict(type="path"),
+        slots=dict(type="dict", options=dict(
+            concurrency=dict(type="int", default=0),
+            per_host=dict(type="int", default=0),
+            per_sr=dict(type="int", default=0),
+            timeout=dict(type="int", default=slotting.SLOT_TIMEOUT),
+            evacuation=dict(type="str"),
+            rank=dict(type="int", default=0),
+        )),
     )
 
 
@@ -198,6 +208,32 @@ class SxmModule:
             if watcher is not None:
                 watcher.stop()
             cancelling.restore_signal_handlers(previous)
+
+    @contextmanager
+    def slots(self, src, dst, the_plan, drainable=False, wanted=True):
+        """Hold a slot of every capped place the data step touches (option ``slots``: the
+        source pool, the source host serving the VM's disks, each destination SR) while the
+        block runs; waits for them, telling the progress file why. Yields the Slots (its
+        ``waited_s``), or None without caps or in check mode."""
+        caps = self.params.get("slots") or {}
+        if not wanted or self.check_mode or not any(caps.get(k) for k in ("concurrency", "per_host", "per_sr")):
+            yield None
+            return
+        if caps["timeout"] < locking.MIN_TIMEOUT:
+            raise InputError("slots.timeout must be at least %d seconds" % locking.MIN_TIMEOUT)
+        holder = "%s of VM %s on %s pid %d" % (self.module._name, the_plan["job"], socket.gethostname(), os.getpid())
+        held = slotting.Slots(slotting.places_of(src, dst, the_plan, caps), holder, timeout=caps["timeout"],
+                              evacuation=caps.get("evacuation"), rank=caps["rank"], job=the_plan["job"],
+                              cancel=self.cancel, on_wait=self._tell_waiting, drainable=drainable,
+                              on_lost=self.cancel.cancel)
+        with held.acquire():
+            yield held
+
+    def _tell_waiting(self, text):
+        path = self.params.get("progress_file")
+        if path:
+            write_json_atomically(path, {"phase": text, "elapsed_s": 0, "pid": os.getpid(),
+                                         "updated": time.time()})
 
     # ---- results ----------------------------------------------------------------------------
     def run(self, work):

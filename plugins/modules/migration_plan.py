@@ -23,6 +23,15 @@ author:
 extends_documentation_fragment:
   - xapi.sxm.pools
   - xapi.sxm.migration
+options:
+  check_nbd:
+    description:
+      - Open (and close) one NBD export of the source, so that a network, port, TLS or
+        certificate problem is found before anything is made on the destination.
+      - The role M(xapi.sxm.evacuate) turns it off - the mirror opens the same export once it
+        holds its slots, so that the pools' caps count every connection.
+    type: bool
+    default: true
 notes:
   - Read-only; supports check mode.
 seealso:
@@ -92,7 +101,7 @@ from ansible_collections.xapi.sxm.plugins.module_utils.sxm_module import SxmModu
 def work(m):
     src, dst = m.pools()
     the_plan = migrate.make_plan(src, dst, m.options())
-    result = migrate.plan_step(src, dst, the_plan)
+    result = migrate.plan_step(src, dst, the_plan, check_nbd=m.params["check_nbd"])
     # an unmappable network is found here, before any byte moves
     dummy, result["network_mapping"] = metadata.exported_metadata(src, dst, the_plan["job"], m.params["network_map"])
     result["lines"] = tree_lines(result["source_tree"])
@@ -115,7 +124,9 @@ def summary(result):
 
 
 def main():
-    SxmModule(vm_spec(), pools=2).run(work)
+    spec = vm_spec()
+    spec.update(check_nbd=dict(type="bool", default=True))
+    SxmModule(spec, pools=2).run(work)
 
 
 if __name__ == "__main__":

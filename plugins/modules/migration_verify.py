@@ -84,9 +84,14 @@ def work(m):
     src, dst = m.pools()
     the_plan = migrate.make_plan(src, dst, m.options())
     with m.job(dst, the_plan["job"], watch=True) as cancel:
-        return migrate.verify_step(src, dst, the_plan, m.check_mode, read_content=m.params["content"],
-                                   depth=m.params["depth"], force=m.params["force"],
-                                   progress_file=m.params["progress_file"], cancel=cancel)
+        # reading content moves data: it waits for the evacuation's slots like the mirror
+        with m.slots(src, dst, the_plan, wanted=m.params["content"]) as held:
+            result = migrate.verify_step(src, dst, the_plan, m.check_mode, read_content=m.params["content"],
+                                         depth=m.params["depth"], force=m.params["force"],
+                                         progress_file=m.params["progress_file"], cancel=cancel)
+    if held is not None:
+        result["slots"] = held.summary()
+    return result
 
 
 def main():

@@ -156,9 +156,11 @@ def work(m):
     the_plan = migrate.make_plan(src, dst, options)
     m.partial.update(vm_uuid=the_plan["job"])
     before = progress_text(dst, the_plan) if m.module._diff else None
-    with m.job(dst, the_plan["job"], watch=True) as cancel:
+    with m.job(dst, the_plan["job"], watch=True) as cancel, m.slots(src, dst, the_plan, drainable=True) as held:
         result = migrate.mirror_step(src, dst, the_plan, options, m.check_mode, cancel,
                                      on_disk=m.partial.update)
+    if held is not None:
+        result["slots"] = held.summary()
     if before is not None:
         result["diff_texts"] = (before, progress_text(dst, the_plan) if not m.check_mode else
                                 "every disk mirrored\n")
