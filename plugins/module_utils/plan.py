@@ -249,12 +249,35 @@ def check_devices(vm_rec, options):
     return [text + ": the destination VM is made without them; assign them again there"]
 
 
+# XenServer 7.3 (Inverness), XAPI 2.8: VDI.get_nbd_info, network purposes and changed block
+# tracking all came with it (xen-api ocaml/idl/datamodel.ml lifecycles; datamodel_types.ml)
+MIN_API_VERSION = (2, 8)
+MIN_API_RELEASE = "XenServer 7.3 / XCP-ng 7.4"
+
+
 def check_two_pools(src, dst):
     """Source and destination must be two pools: the same one twice would have the
-    migration find its own copy, and a disposition remove it."""
-    if src.call("pool.get_uuid", src.call("pool.get_all")[0]) == dst.call("pool.get_uuid", dst.call("pool.get_all")[0]):
+    migration find its own copy, and a disposition remove it. Both must speak XAPI 2.8 or
+    later (their masters' API version)."""
+    pools = []
+    for conn, which in ((src, "source"), (dst, "destination")):
+        pool = conn.call("pool.get_all")[0]
+        pools.append(conn.call("pool.get_uuid", pool))
+        check_version(conn, which, conn.call("pool.get_master", pool))
+    if pools[0] == pools[1]:
         raise InputError("the source and the destination are the same pool (%s): give another destination"
                          % dst.url, advice="nothing was changed; point destination at another pool")
+
+
+def check_version(conn, which, master):
+    """The pool master's XAPI is at least MIN_API_VERSION."""
+    version = (int(conn.call("host.get_API_version_major", master)),
+               int(conn.call("host.get_API_version_minor", master)))
+    if version < MIN_API_VERSION:
+        raise PreflightError("the %s pool (%s) runs XAPI %d.%d; this collection needs %d.%d or later (%s: NBD "
+                             "exports of disks, network purposes, changed block tracking)"
+                             % ((which, conn.url) + version + MIN_API_VERSION + (MIN_API_RELEASE,)),
+                             advice="update the pool to %s or later; nothing was changed" % MIN_API_RELEASE)
 
 
 def check_rights(src, dst, options, mode="cold"):

@@ -215,3 +215,14 @@ def test_unmovable_devices_are_named_and_refused_or_warned():
     assert planning.check_devices(dict(rec, other_config={}, VGPUs=[], VUSBs=[]), planning.Options("x")) == []
     with pytest.raises(InputError):
         planning.Options("x", unmovable_devices="ignore")
+
+
+def test_a_pool_older_than_xapi_2_8_is_refused_before_anything_moves():
+    class Old:
+        url = "https://old.example/"
+
+        def call(self, method, *args):
+            return {"host.get_API_version_major": "2", "host.get_API_version_minor": "7"}[method]
+    with pytest.raises(PreflightError, match="runs XAPI 2.7; this collection needs 2.8 or later") as refused:
+        planning.check_version(Old(), "source", "OpaqueRef:master")
+    assert "XenServer 7.3" in refused.value.advice
