@@ -18,7 +18,7 @@ import os
 import re
 import time
 
-from ansible_collections.xapi.sxm.plugins.module_utils import migrate, pool_inventory
+from ansible_collections.xapi.sxm.plugins.module_utils import migrate, pool_inventory, report_html
 from ansible_collections.xapi.sxm.plugins.module_utils.errors import InputError, PreflightError, SxmError, error_from
 from ansible_collections.xapi.sxm.plugins.module_utils.plan import AlreadyMigrated, gib
 
@@ -278,16 +278,24 @@ def fleet_markdown(report):
             "" if vm.get("downtime_s") is None else vm["downtime_s"], problem.replace("|", "/")))
     if report["timeline"]:
         lines += ["", "## Timeline (seconds from the start)", "", "| VM | status | start | end |", "|---|---|---|---|"]
-        lines += ["| %s | %s | %s | %s |" % (t["vm"], t["status"], t["start_s"], t["end_s"]) for t in report["timeline"]]
+        lines += ["| %s | %s | %s | %s |" % (t["vm"], t["status"], t["start_s"], t["end_s"])
+                  for t in report["timeline"]]
     return "\n".join(lines) + "\n"
 
 
 def write_fleet_report(report, folder, name="evacuation"):
-    """``<folder>/sxm-<name>.json`` and ``.md``; returns their paths."""
+    """``<folder>/sxm-<name>.json``, ``.md`` and ``.html`` (its VMs link to their own pages);
+    returns their paths."""
     os.makedirs(folder, exist_ok=True)
     base = os.path.join(folder, "sxm-%s" % re.sub(r"[^A-Za-z0-9_.-]", "_", name))
     with open(base + ".json", "w") as f:
         json.dump(report, f, indent=1, sort_keys=True)
     with open(base + ".md", "w") as f:
         f.write(fleet_markdown(report))
-    return {"json": base + ".json", "markdown": base + ".md"}
+    paths = {"json": base + ".json", "markdown": base + ".md"}
+    page = report_html.fleet_html(report, name)
+    if page is not None:
+        with open(base + ".html", "w") as f:
+            f.write(page)
+        paths["html"] = base + ".html"
+    return paths

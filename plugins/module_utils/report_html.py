@@ -1,9 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, xapi.sxm contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The migration report as one HTML page: both snapshot trees drawn side by side as SVG (the
-active path, reverted branches and checkpoints marked), each source node with the bytes and
-seconds its copy took, warnings first, a warm migration's downtime and passes. No JavaScript
+"""The migration report as one HTML page (the evacuation's too, ``fleet_html``): both snapshot
+trees drawn side by side as SVG (the active path, reverted branches and checkpoints marked),
+each source node with the bytes and seconds its copy took, warnings first, a warm migration's
+downtime and passes. No JavaScript
 and no file beside it: the page reads the same in a browser, a mail client or an archive.
 
 Rendered with Jinja2 (ansible-core's own dependency, so present wherever the modules run on a
@@ -19,11 +20,7 @@ ROW = 54              # px between two nodes in the walk order
 MARGIN = 24
 LABEL = 250           # px right of the deepest node for its labels
 
-PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>Migration of {{ r.vm_name or r.vm_uuid }}</title>
-<style>
-body { font: 14px/1.45 system-ui, sans-serif; margin: 24px; color: #1d2430; background: #fff; }
+STYLE = """body { font: 14px/1.45 system-ui, sans-serif; margin: 24px; color: #1d2430; background: #fff; }
 h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 26px 0 8px; }
 .facts { color: #4a5568; margin-bottom: 14px; }
 .facts b { color: #1d2430; }
@@ -43,7 +40,13 @@ svg .node.vm rect { fill: #e8f0fe; }
 svg .node.checkpoint circle { fill: #fde7f3; stroke: #b4237a; }
 svg .figures { fill: #5a6678; font-size: 11px; }
 .legend span { margin-right: 16px; }
-</style></head><body>
+"""
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Migration of {{ r.vm_name or r.vm_uuid }}</title>
+<style>
+{{ style | safe }}</style></head><body>
 <h1>Migration of {{ r.vm_name or r.vm_uuid }}</h1>
 <div class="facts"><b>{{ r.message }}</b> &middot; VM <code>{{ r.vm_uuid }}</code>
 {%- if r.plan %} &middot; mode <b>{{ r.plan.mode }}</b>{% endif %}
@@ -176,4 +179,75 @@ def html(result):
     if result.get("destination_tree"):
         trees.append({"title": "destination", "svg": tree_svg(result["destination_tree"], "destination-tree")})
     env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
-    return env.from_string(PAGE).render(r=result, trees=trees, mib=mib)
+    return env.from_string(PAGE).render(r=result, trees=trees, mib=mib, style=STYLE)
+
+
+# ---- the evacuation's page ------------------------------------------------------------------
+
+FLEET_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Evacuation {{ name }}</title>
+<style>
+{{ style | safe }}
+tr.failed td, tr.not-run td { background: #fdecec; } tr.drained td, tr.refused td { background: #fff4e0; }
+tr.migrated td:nth-child(3) { color: #1a7f37; font-weight: 600; }
+svg .bar.migrated { fill: #7cc48d; } svg .bar.failed, svg .bar.not-run { fill: #e5534b; }
+svg .bar.drained { fill: #e8910c; }
+</style></head><body>
+<h1>Evacuation {{ name }}</h1>
+<div class="facts">{% for status, n in counts %}<b>{{ n }}</b> {{ status }}{% if not loop.last %} &middot; {% endif %}
+{%- endfor %} &middot; {{ r.seconds }} s &middot; {{ mib(r.bytes_written) }} written</div>
+{% for vm in r.vms if vm.error %}<div class="warning"><b>{{ vm.name }}</b>: {{ vm.error_code }}: {{ vm.error }}.
+What to do: {{ vm.advice }}</div>
+{% endfor %}
+<h2>Virtual machines</h2>
+<table id="vms"><tr><th>#</th><th>VM</th><th>status</th><th>host</th><th>written</th><th>seconds</th>
+<th>downtime</th><th>warnings</th></tr>
+{% for vm in r.vms %}<tr class="{{ vm.status.split(':')[0] | replace(' ', '-') }}">
+<td>{{ (vm.rank + 1) if vm.rank is not none else '' }}</td>
+<td>{% if vm.status == 'migrated' %}<a href="sxm-{{ vm.uuid }}.html">{{ vm.name }}</a>
+{%- else %}{{ vm.name }}{% endif %}</td>
+<td>{{ vm.status }}</td><td>{{ vm.host or '' }}</td>
+<td>{{ mib(vm.bytes_written) if vm.bytes_written is not none else '' }}</td><td>{{ vm.seconds or '' }}</td>
+<td>{{ vm.downtime_s if vm.downtime_s is not none else '' }}</td><td>{{ (vm.warnings or []) | join('; ') }}</td></tr>
+{% endfor %}</table>
+{% if timeline %}<h2>Timeline</h2>
+{{ timeline | safe }}{% endif %}
+</body></html>
+"""
+
+
+def timeline_svg(report, width=720, row=22):
+    """Which VM moved when: one bar per VM, from its start to its end, on the evacuation's time axis."""
+    from xml.sax.saxutils import escape, quoteattr
+    rows = report.get("timeline") or []
+    if not rows:
+        return ""
+    span = max(1.0, max(t["end_s"] for t in rows))
+    left = 190
+    scale = (width - left - MARGIN) / span
+    height = MARGIN * 2 + row * len(rows)
+    out = ['<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="%d" height="%d">' % (width, height)]
+    for i, t in enumerate(rows):
+        y = MARGIN + i * row
+        x0, x1 = left + t["start_s"] * scale, left + t["end_s"] * scale
+        out.append('<text x="%d" y="%d">%s</text>' % (MARGIN, y + 14, escape(t["vm"])))
+        status = t["status"].split(":")[0].replace(" ", "-")
+        out.append('<rect class="bar %s" data-vm=%s x="%.1f" y="%d" width="%.1f" height="%d"><title>%s: %s s to %s s'
+                   '</title></rect>' % (escape(status), quoteattr(t["uuid"]), x0, y, max(1.0, x1 - x0), row - 6,
+                                        escape(t["vm"]), t["start_s"], t["end_s"]))
+    out.append('<text class="figures" x="%d" y="%d">0 s</text><text class="figures" x="%d" y="%d">%.0f s</text>'
+               % (left, height - 6, width - MARGIN - 30, height - 6, span))
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def fleet_html(report, name="evacuation"):
+    """The evacuation's page (a string), or None without Jinja2."""
+    try:
+        import jinja2
+    except ImportError:
+        return None
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
+    return env.from_string(FLEET_PAGE).render(r=report, name=name, counts=sorted(report["counts"].items()),
+                                              timeline=timeline_svg(report), mib=mib, style=STYLE)

@@ -66,13 +66,13 @@ def test_estimate_is_a_greedy_schedule_in_order():
 
 class Destination:
     def call(self, method, *args):
-        return {"SR.get_by_uuid": lambda uuid: "ref-" + uuid, "SR.get_name_label": lambda ref: "SR " + ref[-1]}[method](*args)
+        answers = {"SR.get_by_uuid": lambda uuid: "ref-" + uuid, "SR.get_name_label": lambda ref: "SR " + ref[-1]}
+        return answers[method](*args)
 
 
 def test_fleet_space_is_summed_per_sr():
-    entries = [{"space": [{"sr": "s1", "needed_bytes": 6, "free_bytes": 10}, {"sr": "s2", "needed_bytes": 1,
-                                                                               "free_bytes": 10}]},
-               {"space": [{"sr": "s1", "needed_bytes": 6, "free_bytes": 10}]}]
+    s1 = {"sr": "s1", "needed_bytes": 6, "free_bytes": 10}
+    entries = [{"space": [s1, {"sr": "s2", "needed_bytes": 1, "free_bytes": 10}]}, {"space": [s1]}]
     with pytest.raises(PreflightError, match="SR 'SR 1' \\(s1\\) has .* the 2 VMs bound for it") as refused:
         fleet.check_fleet_space(Destination(), entries)
     assert "s2" not in refused.value.message
@@ -102,3 +102,15 @@ def test_report_outcomes_totals_and_timeline():
     assert report["vms"][0]["downtime_s"] == 0.8
     text = fleet.fleet_markdown(report)
     assert "SXM_DATA_PATH: it broke. What to do: run again" in text and "| a | migrated | 10.0 | 30.0 |" in text
+
+
+def test_the_html_page_lists_every_vm_and_draws_the_timeline(tmp_path):
+    entries = [{"uuid": "u1", "name": "a<b", "rank": 0, "status": "todo", "started": 100.0, "ended": 130.0,
+                "result": {"bytes_written": MiB, "timings": {"total_s": 30}}},
+               {"uuid": "u2", "name": "c", "rank": 1, "status": "todo", "started": 101.0, "ended": 104.0,
+                "failure": {"msg": "it broke", "error_code": "SXM_DATA_PATH", "advice": "run again"}}]
+    paths = fleet.write_fleet_report(fleet.fleet_report(entries, started=100.0, ended=131.0), str(tmp_path), "t")
+    page = open(paths["html"]).read()
+    assert page.count('<rect class="bar ') == 2 and 'class="bar failed"' in page
+    assert "a&lt;b" in page and "<b>c</b>: SXM_DATA_PATH: it broke" in page
+    assert 'href="sxm-u1.html"' in page and "<script" not in page
