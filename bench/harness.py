@@ -70,8 +70,9 @@ def with_machine_cpu(fn):
 class Pools:
     """Two simulated pools started with ``python -m xapisim up`` in ``state_dir``."""
 
-    def __init__(self, state_dir, block_status=False, host_profile=None, host_costs=()):
+    def __init__(self, state_dir, block_status=False, host_profile=None, host_costs=(), hosts=1):
         self.state_dir = state_dir
+        self.hosts = hosts
         self.block_status = block_status
         self.host_profile, self.host_costs = host_profile, list(host_costs)
         self.entries = None
@@ -80,7 +81,7 @@ class Pools:
     def __enter__(self):
         shutil.rmtree(self.state_dir, ignore_errors=True)
         os.makedirs(self.state_dir)
-        cmd = [PY, "-m", "xapisim", "up", "--state-dir", self.state_dir, "--pools", "2"]
+        cmd = [PY, "-m", "xapisim", "up", "--state-dir", self.state_dir, "--pools", "2", "--hosts", str(self.hosts)]
         if self.block_status:
             cmd.append("--block-status")
         if self.host_profile:

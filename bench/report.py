@@ -27,6 +27,7 @@ THRESHOLDS = [
     at_most("memory.peak_rss_mib_tree_64g", 256),
     at_most("real_host.tree_ratio", 1.3),
     at_least("real_host.parallel_disks_speedup_4", 3),
+    at_least("fleet.speedup_c4", 3),
     ("verify.bytes_read_default", "<= bytes written + 2 s x node sizes",
      lambda v, r: v <= r["verify"]["bound_bytes"]),
     at_most("chain.write_amplification_cbt", 1.1),
@@ -194,6 +195,14 @@ def rows(results):
                 "%s (sequential)" % fmt(None if g("real_host.disks.sequential_runs") is None
                                         else min(g("real_host.disks.sequential_runs")), " s"),
                 fmt(g("real_host.parallel_disks_speedup_4")), ">= 3", ok("real_host.parallel_disks_speedup_4")))
+    for level in (1, 2, 4):
+        out.append(("Fleet: 8 VMs of %s MiB evacuated %d at once (playbooks/evacuate.yml, real host profile, "
+                    "%s MB/s per connection): aggregate MiB/s over the playbook's wall time"
+                    % (fmt(mib(g("fleet.disk_bytes"))), level, fmt(mega(g("fleet.per_connection_cap_bytes_per_s")))),
+                    fmt(g("fleet.throughput_mib_s_c%d" % level), " MiB/s"), fmt(g("fleet.wall_s_c%d" % level), " s"),
+                    "-", "-", "-"))
+    out.append(("Fleet: speedup of 4 at once over 1 at a time (aggregate MiB/s)", fmt(g("fleet.throughput_mib_s_c4")),
+                fmt(g("fleet.throughput_mib_s_c1")), fmt(g("fleet.speedup_c4")), ">= 3", ok("fleet.speedup_c4")))
     out.append(("Ansible overhead, VM with 10 small snapshots (role wall time minus data time)",
                 fmt(g("overhead.ansible_s"), " s"), "role %s, of which data %s, verify %s" % (
                     fmt(g("overhead.role_wall_s"), " s"), fmt(g("overhead.timings.data_s"), " s"),
@@ -333,6 +342,11 @@ the per-run ratios.
    disks of 128 MiB under a per-connection cap of {cap_mb} MB/s for NBD and HTTPS (low enough
    that this machine carries four NBD reads, four imports and four read-backs at once), one
    disk after another (`PARALLEL_DISKS = 1`) against ours, interleaved.
+   `fleet.*`: 8 halted VMs, each one fully allocated disk of 512 MiB, on the local SRs of a
+   source pool of two hosts (`--hosts 2`), evacuated with `playbooks/evacuate.yml` at
+   concurrency 1, 2 and 4 with the same profile and a per-connection cap of 10 MB/s; the
+   aggregate rate is the VMs' bytes over the whole playbook's wall time (plan, each VM's role,
+   report), the destination cleared between levels; `fleet.speedup_c4` is c4's over c1's.
 
 7. **Warm migration.** A running VM (guest tools on, so its clean shutdown is immediate in the
    simulator; `shutdown_s` is reported apart) with one disk of 2 or 8 GiB, 1/16 allocated in

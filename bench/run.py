@@ -1,4 +1,4 @@
-"""``make bench``: the benchmarks of issues #4 and #10 against simulated pools, in one run.
+"""``make bench``: the benchmarks of issues #4, #10 and #13 against simulated pools, in one run.
 
 Writes bench/results.json and the table of docs/performance.md. ``--quick`` runs every
 scenario on disks 16 times smaller, once, and writes build/bench/results-quick.json only (to
@@ -21,7 +21,7 @@ from harness import GiB  # noqa: E402
 WORKDIR = os.path.join(h.REPO, "build", "bench")
 RESULTS = os.path.join(h.REPO, "bench", "results.json")
 DOC = os.path.join(h.REPO, "docs", "performance.md")
-ALL = ("full_copy", "sparse", "trees", "memory", "overhead", "warm", "real_host")
+ALL = ("full_copy", "sparse", "trees", "memory", "overhead", "warm", "real_host", "fleet")
 
 
 def commit():
@@ -70,6 +70,10 @@ def run(only, scale, repeats):
             results["real_host"]["disks"] = s.real_host_parallel_disks(pools, size=128 * s.MiB // scale,
                                                                       repeats=repeats)
             results["real_host"]["parallel_disks_speedup_4"] = results["real_host"]["disks"]["parallel_disks_speedup_4"]
+    if "fleet" in only:
+        caps = ["nbd_bytes_per_s=%d" % s.FLEET_CAP, "https_bytes_per_s=%d" % s.FLEET_CAP]
+        with h.Pools(os.path.join(WORKDIR, "pools-fleet"), host_profile="real", host_costs=caps, hosts=2) as pools:
+            results["fleet"] = s.fleet_throughput(pools, WORKDIR, size=512 * s.MiB // scale)
     results["bench_wall_s"] = round(time.monotonic() - t0, 1)
     results["load_average_at_end"] = list(os.getloadavg())
     results["thresholds"] = report.thresholds(results)

@@ -567,3 +567,67 @@ def warm_downtime(pools, sizes=(("2g", 2 * GiB), ("8g", 8 * GiB)), repeats=REPEA
         out["downtime_growth_s" + mode] = round(out["downtime_s_8g" + mode] - out["downtime_s_2g" + mode], 3)
     out["guest_bytes_per_s"] = GUEST_RATE
     return out
+
+
+# ---- 8. fleets -------------------------------------------------------------------------------
+
+FLEET_CAP = 10 * 10 ** 6      # bytes/s per connection: four streams at once fit this machine
+
+
+def evacuation_wall(pools, workdir, vms, concurrency):
+    """Wall seconds of ``playbooks/evacuate.yml`` moving ``vms`` (their uuids) at ``concurrency``,
+    the whole playbook (plan, every VM's role, report); the destination is cleared after."""
+    def pool_vars(p):
+        return {"url": p["url"], "username": p["username"], "password": p["password"],
+                "validate_certs": True, "ca_path": p["ca_file"]}
+    reports = os.path.join(workdir, "fleet-reports-c%d" % concurrency)
+    extra = {"sxm_source": pool_vars(pools.src), "sxm_destination": pool_vars(pools.dst),
+             "sxm_evacuate_vms": vms, "sxm_concurrency": concurrency, "sxm_report_dir": reports,
+             "sxm_evacuation_name": "bench-c%d" % concurrency}
+    fd, vars_file = tempfile.mkstemp(suffix=".json", dir=workdir)
+    with os.fdopen(fd, "w") as f:
+        json.dump(extra, f)
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(h.REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+           os.path.join(h.REPO, "playbooks", "evacuate.yml"), "-e", "@" + vars_file, "-f", str(max(5, concurrency))]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, cwd=h.REPO, env=env, capture_output=True, text=True)
+    wall = time.monotonic() - started
+    os.unlink(vars_file)
+    if proc.returncode != 0:
+        raise RuntimeError("evacuate.yml failed:\n%s" % (proc.stdout + proc.stderr)[-4000:])
+    with open(os.path.join(reports, "sxm-bench-c%d.json" % concurrency)) as f:
+        report = json.load(f)
+    if report["counts"] != {"migrated": len(vms)}:
+        raise RuntimeError("the evacuation at %d did not migrate every VM: %s" % (concurrency, report["counts"]))
+    for uuid in vms:
+        h.clear_destination(pools, uuid)
+    return wall, report
+
+
+def fleet_throughput(pools, workdir, vms=8, size=512 * MiB, levels=(1, 2, 4)):
+    """The same 8 halted VMs (one fully allocated disk each, on the two hosts' local SRs) evacuated
+    with playbooks/evacuate.yml at concurrency 1, 2 and 4, on pools with a real host's costs and
+    a per-connection cap of 10 MB/s: aggregate MiB/s (the VMs' bytes over the playbook's wall
+    time) and the speedup of 4 at once over one at a time."""
+    x = pools.xsrc
+    hosts = sorted(x.xenapi.host.get_all(), key=x.xenapi.host.get_name_label)
+    uuids = []
+    for i in range(vms):
+        sr = next(s for s in (x.xenapi.PBD.get_SR(p) for p in x.xenapi.host.get_PBDs(hosts[i % len(hosts)]))
+                  if x.xenapi.SR.get_type(s) == "ext")
+        vm = scenario.create_vm(x, "bench-fleet-%d" % i, [size], sr=sr)
+        vdi = list(scenario.disks(x, vm).values())[0]
+        h.fill_extents(pools.disk_path(pools.src, x.xenapi.VDI.get_uuid(vdi)), [(0, size)], seed=40 + i)
+        x.xenapi.SR.scan(sr)
+        uuids.append(x.xenapi.VM.get_uuid(vm))
+    out = {"vms": vms, "disk_bytes": size, "per_connection_cap_bytes_per_s": FLEET_CAP, "hosts": len(hosts)}
+    for level in levels:
+        wall, report = evacuation_wall(pools, workdir, uuids, level)
+        out["wall_s_c%d" % level] = round(wall, 1)
+        out["throughput_mib_s_c%d" % level] = round(vms * size / float(MiB) / wall, 2)
+        log("fleet: concurrency %d, %.1f s, %.1f MiB/s" % (level, wall, out["throughput_mib_s_c%d" % level]))
+    out["speedup_c4"] = round(out["throughput_mib_s_c4"] / out["throughput_mib_s_c1"], 2)
+    for uuid in uuids:
+        h.remove_source_vm(pools, uuid)
+    return out
