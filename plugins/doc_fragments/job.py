@@ -60,10 +60,10 @@ options:
       per_host:
         description:
           - Jobs at once reading from one source host (slots on the host whose NBD server
-            serves the VM's disks: the one host that sees their SRs, else the host it runs
+            serves the VM's disks - the one host that sees their SRs, else the host it runs
             on, its affinity, the master). 0 for no cap.
           - XAPI's NBD server takes 16 connections per host; each job opens
-            O(nbd_connections) per disk it reads at once.
+            C(nbd_connections) per disk it reads at once.
         type: int
         default: 0
       per_sr:

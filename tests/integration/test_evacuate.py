@@ -148,10 +148,11 @@ def test_selection_exclusions_and_order(hosts_pools, xy, tmp_path):
     """Tags, exclusions by name and by tag; order by size, by name, by priority tag."""
     x, y = xy
     pools = hosts_pools
-    sizes = {"sel-small": 2, "sel-big": 12, "sel-mid": 6, "sel-skip": 4, "sel-tagged-out": 8}
-    uuids = {name: make_vm(pools[0], x, name, "host0", size=size * MiB, tags=["fleet-sel"],
-                           steps=[("write", "a"), ("snap", "s1"), ("write", "b")])
-             for name, size in sizes.items()}
+    # bytes to move grow with the blocks written: one 64 KiB block per write
+    writes = {"sel-small": 1, "sel-big": 8, "sel-mid": 4, "sel-skip": 2, "sel-tagged-out": 6}
+    uuids = {name: make_vm(pools[0], x, name, "host0", size=4 * MiB, tags=["fleet-sel"],
+                           steps=[("write", "w%d" % i) for i in range(n)] + [("snap", "s1"), ("write", "b")])
+             for name, n in writes.items()}
     x.xenapi.VM.add_tags(x.xenapi.VM.get_by_uuid(uuids["sel-tagged-out"]), "do-not-move")
     x.xenapi.VM.add_tags(x.xenapi.VM.get_by_uuid(uuids["sel-small"]), "sxm-priority=1")
     x.xenapi.VM.add_tags(x.xenapi.VM.get_by_uuid(uuids["sel-mid"]), "sxm-priority=2")
