@@ -149,19 +149,25 @@ class Queue:
         self.written = (now, kind)
 
     def ahead(self, now):
-        """The jobs of lower rank that wait for a concurrency slot, alive."""
+        """The jobs of lower rank that wait for a concurrency slot, alive. The keys of dead
+        waiters (not rewritten for twice the timeout; a live one rewrites its own every
+        timeout/3) are removed on the way: they would be leftovers."""
         config = self.conn.call("pool.get_other_config", self._pool)
         out = []
         for key, value in config.items():
             parsed = parse_queue_key(key)
-            if not parsed or parsed[0] != self.evacuation or (parsed[1], parsed[2]) >= (self.rank, self.job):
+            if not parsed or parsed[0] != self.evacuation or key == self.key:
                 continue
             try:
                 entry = json.loads(value)
             except ValueError:
-                continue
+                entry = {}
             since = locking.parse_time(entry.get("since"))
-            if entry.get("waits_for") == "concurrency" and since is not None and now - since < self.timeout:
+            if since is None or now - since >= 2 * self.timeout:
+                self.conn.call("pool.remove_from_other_config", self._pool, key)
+                continue
+            if (parsed[1], parsed[2]) < (self.rank, self.job) and entry.get("waits_for") == "concurrency" \
+                    and now - since < self.timeout:
                 out.append(parsed[2])
         return out
 

@@ -156,3 +156,17 @@ def test_paused_waits_and_draining_stops_jobs_that_had_not_started(conns):
     assert slotmod.control_state(conn, name) == "draining"
     slotmod.set_control_state(conn, name, "running")
     assert left(conn) == []
+
+
+def test_a_dead_waiters_queue_key_is_removed_by_the_next_waiter(conns):
+    conn = conns()
+    name = "dead-" + uuid.uuid4().hex[:6]
+    pool = conn.call("pool.get_all")[0]
+    old = lockmod.format_time(slotmod.pool_now(conn) - 3 * TIMEOUT)
+    conn.call("pool.add_to_other_config", pool, slotmod.queue_key(name, 0, "dead-job"),
+              '{"since": "%s", "waits_for": "concurrency"}' % old)
+    # the dead waiter had the lower rank: it neither holds the next one back nor stays behind
+    job = slotmod.Slots([pool_place(conn, 1)], "alive", timeout=TIMEOUT, evacuation=name, rank=5, job="alive",
+                        poll=0.2).acquire()
+    job.release()
+    assert left(conn) == []
