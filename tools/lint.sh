@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make lint`: ruff on the Python code (config in ruff.toml), ansible-lint on playbooks/ and roles/
-# when they have content, and the changelog fragments. Runs every linter, fails if any failed.
+# when they have content, docs/reference.md against ansible-doc, and the changelog fragments. Runs every linter, fails if any failed.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,6 +32,9 @@ else
     PATH="$BIN:$PATH" ANSIBLE_CONFIG="$ROOT/ansible.cfg" "$BIN/ansible-lint" --nocolor \
         "${ansible_dirs[@]}" || failed+=(ansible-lint)
 fi
+
+echo "lint: docs/reference.md is current (tools/reference.py --check)"
+"$BIN/python" tools/reference.py --check || failed+=(reference)
 
 echo "lint: antsibull-changelog lint"
 "$BIN/antsibull-changelog" lint || failed+=(antsibull-changelog)
