@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: pool
 short_description: The VMs of a XenServer / XCP-ng pool as Ansible hosts
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Lists the VMs of one pool as Ansible hosts, with their facts as host variables and groups by
     home host, tag, SR and power state, so that an evacuation selects its VMs with a group or a

@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: evacuation_control
 short_description: Pause, drain or resume an evacuation, and see who holds its slots
-version_added: 0.5.0
+version_added: 1.0.0
 description:
   - An evacuation's state is a key C(sxm:evacuation:<name>) in the source pool's C(other_config),
     which every job of it reads while it waits for its slots, from any controller.

@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: evacuation_plan
 short_description: Select, order and plan the VMs of an evacuation, for the whole fleet at once
-version_added: 0.5.0
+version_added: 1.0.0
 description:
   - Lists the VMs of the source pool that the selection names (a host, tags, a list of VMs, or
     all of them, minus exclusions), puts them in order, and plans each one as

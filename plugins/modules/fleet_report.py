@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: fleet_report
 short_description: The report of an evacuation - per VM outcome, totals, timeline - as JSON and Markdown
-version_added: 0.5.0
+version_added: 1.0.0
 description:
   - "Gathers what each VM of an evacuation left (the plan's entry, and the migration's result or
     its failure) into one report - per VM status (C(migrated), C(skipped: already migrated),
