@@ -18,6 +18,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 
@@ -261,6 +262,29 @@ def scratch_vdi(pools, size):
 
 
 # ---- our migration -------------------------------------------------------------------------
+
+def pool_vars(p):
+    return {"url": p["url"], "username": p["username"], "password": p["password"],
+            "validate_certs": True, "ca_path": p["ca_file"]}
+
+
+def timed_playbook(workdir, playbook, extra, *args):
+    """Wall seconds of ``ansible-playbook playbooks/<playbook> -e @<extra as a file> *args`` from
+    this repository; raises with its output when it fails."""
+    fd, vars_file = tempfile.mkstemp(suffix=".json", dir=workdir)
+    with os.fdopen(fd, "w") as f:
+        json.dump(extra, f)
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+           os.path.join(REPO, "playbooks", playbook), "-e", "@" + vars_file] + list(args)
+    started = time.monotonic()
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    wall = time.monotonic() - started
+    os.unlink(vars_file)
+    if proc.returncode != 0:
+        raise RuntimeError("%s failed:\n%s" % (playbook, (proc.stdout + proc.stderr)[-4000:]))
+    return wall
+
 
 def run_mover(pools, vm_uuid, use_cbt=True, verify=False, use_vhd_maps=True, verify_depth="sample",
               parallel_disks=None):

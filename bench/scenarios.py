@@ -6,7 +6,6 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -448,24 +447,9 @@ def ansible_overhead(pools, workdir, snapshots=10):
     vm_uuid = x.xenapi.VM.get_uuid(vm)
     h.clear_destination(pools, vm_uuid)
     reports = os.path.join(workdir, "reports")
-
-    def pool_vars(p):
-        return {"url": p["url"], "username": p["username"], "password": p["password"],
-                "validate_certs": True, "ca_path": p["ca_file"]}
-    extra = {"sxm_source": pool_vars(pools.src), "sxm_destination": pool_vars(pools.dst),
+    extra = {"sxm_source": h.pool_vars(pools.src), "sxm_destination": h.pool_vars(pools.dst),
              "sxm_vm": vm_uuid, "sxm_report_dir": reports}
-    fd, vars_file = tempfile.mkstemp(suffix=".json", dir=workdir)
-    with os.fdopen(fd, "w") as f:
-        json.dump(extra, f)
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(h.REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
-           os.path.join(h.REPO, "playbooks", "migrate_vm.yml"), "-e", "@" + vars_file]
-    started = time.monotonic()
-    proc = subprocess.run(cmd, cwd=h.REPO, env=env, capture_output=True, text=True)
-    wall = time.monotonic() - started
-    os.unlink(vars_file)
-    if proc.returncode != 0:
-        raise RuntimeError("ansible-playbook failed:\n%s" % (proc.stdout + proc.stderr)[-4000:])
+    wall = h.timed_playbook(workdir, "migrate_vm.yml", extra)
     with open(os.path.join(reports, "sxm-%s.json" % vm_uuid)) as f:
         report = json.load(f)
     timings = report["timings"]
@@ -577,25 +561,11 @@ FLEET_CAP = 10 * 10 ** 6      # bytes/s per connection: four streams at once fit
 def evacuation_wall(pools, workdir, vms, concurrency):
     """Wall seconds of ``playbooks/evacuate.yml`` moving ``vms`` (their uuids) at ``concurrency``,
     the whole playbook (plan, every VM's role, report); the destination is cleared after."""
-    def pool_vars(p):
-        return {"url": p["url"], "username": p["username"], "password": p["password"],
-                "validate_certs": True, "ca_path": p["ca_file"]}
     reports = os.path.join(workdir, "fleet-reports-c%d" % concurrency)
-    extra = {"sxm_source": pool_vars(pools.src), "sxm_destination": pool_vars(pools.dst),
+    extra = {"sxm_source": h.pool_vars(pools.src), "sxm_destination": h.pool_vars(pools.dst),
              "sxm_evacuate_vms": vms, "sxm_concurrency": concurrency, "sxm_report_dir": reports,
              "sxm_evacuation_name": "bench-c%d" % concurrency}
-    fd, vars_file = tempfile.mkstemp(suffix=".json", dir=workdir)
-    with os.fdopen(fd, "w") as f:
-        json.dump(extra, f)
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(h.REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
-           os.path.join(h.REPO, "playbooks", "evacuate.yml"), "-e", "@" + vars_file, "-f", str(max(5, concurrency))]
-    started = time.monotonic()
-    proc = subprocess.run(cmd, cwd=h.REPO, env=env, capture_output=True, text=True)
-    wall = time.monotonic() - started
-    os.unlink(vars_file)
-    if proc.returncode != 0:
-        raise RuntimeError("evacuate.yml failed:\n%s" % (proc.stdout + proc.stderr)[-4000:])
+    wall = h.timed_playbook(workdir, "evacuate.yml", extra, "-f", str(max(5, concurrency)))
     with open(os.path.join(reports, "sxm-bench-c%d.json" % concurrency)) as f:
         report = json.load(f)
     if report["counts"] != {"migrated": len(vms)}:

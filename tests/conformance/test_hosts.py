@@ -6,15 +6,13 @@ HOST_IS_SLAVE; VMs start on a host that sees their disks. The simulator's NBD lo
 host, the VDI and the session of every connection.
 """
 
-import json
-import os
-
 import nbd
 import pytest
 import XenAPI
 
 from test_nbd import trust_dir, xapisim
 from xapisim import client, scenario
+from xapisim.testing import pools_up
 
 MiB = 1 << 20
 
@@ -22,10 +20,7 @@ MiB = 1 << 20
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
     state = str(tmp_path_factory.mktemp("xapisim-hosts"))
-    xapisim("up", "--state-dir", state, "--pools", "1", "--hosts", "2")
-    with open(os.path.join(state, "pools.json")) as f:
-        entry = json.load(f)["pools"][0]
-    yield entry
+    yield pools_up(state, "--pools", "1", "--hosts", "2")[0]
     xapisim("down", "--state-dir", state)
 
 

@@ -3,10 +3,9 @@ state, playbooks/evacuate.yml runs, and what the pools logged (NBD connections, 
 into the most jobs at once."""
 
 import json
-import os
 
 from xapisim import client, scenario
-from xapisim.testing import set_guest, xapisim
+from xapisim.testing import pools_up, set_guest
 
 from checks import assert_migrated
 from harness import pool_vars, run_playbook
@@ -16,9 +15,7 @@ TREE = [("write", "a"), ("snap", "s1"), ("write", "b"), ("snap", "s2"), ("revert
 
 
 def start_pools(state_dir, hosts=2):
-    xapisim("up", "--state-dir", state_dir, "--pools", "2", "--hosts", str(hosts))
-    with open(os.path.join(state_dir, "pools.json")) as f:
-        return json.load(f)["pools"]
+    return pools_up(state_dir, "--pools", "2", "--hosts", str(hosts))
 
 
 def host_named(x, suffix):

@@ -20,6 +20,13 @@ def xapisim(*args):
                           check=True, capture_output=True, text=True)
 
 
+def pools_up(state_dir, *args):
+    """``xapisim up --state-dir state_dir *args``; returns the pools of its pools.json."""
+    xapisim("up", "--state-dir", state_dir, *args)
+    with open(os.path.join(state_dir, "pools.json")) as f:
+        return json.load(f)["pools"]
+
+
 def error_of(call, *args):
     """The ErrorDescription of a call that must fail."""
     with pytest.raises(XenAPI.Failure) as info:
