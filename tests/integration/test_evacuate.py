@@ -168,6 +168,10 @@ def test_selection_exclusions_and_order(hosts_pools, xy, tmp_path):
     assert plan_order(sxm_order="name") == ["sel-big", "sel-mid", "sel-small"]
     output, dummy = evacuate(pools, tmp_path, check=True, expect_failure=True, sxm_evacuate_vms=["no-such-vm"])
     assert "names 'no-such-vm', which is no VM on the source pool" in output
+    # more VMs at once than the controller has forks: refused before anything is read
+    output, dummy = evacuate(pools, tmp_path, check=True, expect_failure=True, sxm_evacuate_tags=["fleet-sel"],
+                             sxm_concurrency=9)
+    assert "give -f 9" in output
 
 
 def test_a_mover_and_the_evacuation_wide_bandwidth(hosts_pools, xy, tmp_path):
