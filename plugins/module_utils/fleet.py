@@ -20,7 +20,7 @@ import time
 
 from ansible_collections.xapi.sxm.plugins.module_utils import migrate, pool_inventory, report_html
 from ansible_collections.xapi.sxm.plugins.module_utils.errors import InputError, PreflightError, SxmError, error_from
-from ansible_collections.xapi.sxm.plugins.module_utils.plan import AlreadyMigrated, gib
+from ansible_collections.xapi.sxm.plugins.module_utils.plan import AlreadyMigrated, completed_on, gib
 
 ORDERS = ("size", "smallest", "name", "priority")
 MiB = 1 << 20
@@ -31,12 +31,14 @@ STEP_OVERHEAD_S = 20.0
 
 # ---- selection and order ----------------------------------------------------------------------
 
-def select(vms, host=None, everything=False, tags=(), names=(), exclude=(), exclude_tags=()):
+def select(vms, host=None, everything=False, tags=(), names=(), exclude=(), exclude_tags=(), gone=None):
     """The VMs of ``vms`` (pool_inventory facts) that the selection names: on ``host`` (name
     or uuid of the host that serves their disks), carrying one of ``tags``, named in
     ``names`` (uuids or unique names), or all of them with ``everything``; minus those named
     in ``exclude`` or carrying one of ``exclude_tags``. A name that matches no VM, or several,
-    is refused: a typo must not shrink an evacuation silently."""
+    is refused - a typo must not shrink an evacuation silently - unless ``gone(name)`` gives
+    the facts of a VM that is no longer on the source because it migrated (its disposition
+    destroyed it): a re-run of the same list then skips it."""
     if not (host or everything or tags or names):
         raise InputError("the evacuation selects no VM: give a host, tags, a list of VMs, or all: true")
     chosen = {}
@@ -44,7 +46,9 @@ def select(vms, host=None, everything=False, tags=(), names=(), exclude=(), excl
     for vm in vms:
         by_name.setdefault(vm["sxm_name"], []).append(vm)
     for wanted in names:
-        chosen.update((vm["sxm_uuid"], vm) for vm in resolve(vms, by_name, wanted, "sxm_vms"))
+        migrated = gone(wanted) if gone is not None and not resolve_quietly(vms, by_name, wanted) else None
+        found = [migrated] if migrated else resolve(vms, by_name, wanted, "sxm_vms")
+        chosen.update((vm["sxm_uuid"], vm) for vm in found)
     for vm in vms:
         on_host = host and host in (vm.get("sxm_home_host"), vm.get("sxm_home_host_uuid"))
         tagged = set(tags) & set(vm.get("sxm_tags", []))
@@ -58,8 +62,12 @@ def select(vms, host=None, everything=False, tags=(), names=(), exclude=(), excl
     return out
 
 
+def resolve_quietly(vms, by_name, wanted):
+    return [vm for vm in vms if vm["sxm_uuid"] == wanted] or by_name.get(wanted, [])
+
+
 def resolve(vms, by_name, wanted, option):
-    found = [vm for vm in vms if vm["sxm_uuid"] == wanted] or by_name.get(wanted, [])
+    found = resolve_quietly(vms, by_name, wanted)
     if len(found) != 1:
         raise InputError("%s names %r, which is %s on the source pool"
                          % (option, wanted, "no VM" if not found else "%d VMs (give their uuids)" % len(found)))
@@ -99,12 +107,24 @@ def order(vms, how="size", priority_prefix="sxm-priority="):
 
 # ---- the fleet's plan -------------------------------------------------------------------------
 
+def migrated_away(dst, name):
+    """Facts of a VM the source no longer has because the destination holds it complete."""
+    done = completed_on(dst, name)
+    if done is None:
+        return None
+    return {"sxm_uuid": done["uuid"], "sxm_name": done["name_label"], "sxm_migrated": True, "sxm_tags": []}
+
+
+def plan_vm_entry(vm):
+    return {"uuid": vm["sxm_uuid"], "name": vm["sxm_name"], "power_state": vm.get("sxm_power_state"),
+            "host": vm.get("sxm_home_host"), "bytes": int(vm.get("sxm_bytes_to_move", 0)),
+            "snapshots": vm.get("sxm_snapshot_count", 0)}
+
+
 def plan_vm(src, dst, vm, options_for):
     """One VM's entry: ``done`` (already migrated), ``todo`` with what it stores per SR, or
     ``refused`` with the error that refuses it (the others still go)."""
-    entry = {"uuid": vm["sxm_uuid"], "name": vm["sxm_name"], "power_state": vm.get("sxm_power_state"),
-             "host": vm.get("sxm_home_host"), "bytes": int(vm.get("sxm_bytes_to_move", 0)),
-             "snapshots": vm.get("sxm_snapshot_count", 0)}
+    entry = plan_vm_entry(vm)
     try:
         the_plan = migrate.make_plan(src, dst, options_for(vm))
     except AlreadyMigrated:
@@ -195,8 +215,10 @@ def fleet_plan(src, dst, selection, options_for, concurrency=1, job_limit=None, 
     """The plan of an evacuation: its VMs in order with their status, the destination SRs'
     figures for the whole fleet, the estimated duration. Refuses (before anything moves) a
     fleet that does not fit."""
-    vms = order(select(pool_inventory.list_vms(src), **selection), how, priority_prefix)
-    entries = [plan_vm(src, dst, vm, options_for) for vm in vms]
+    vms = order(select(pool_inventory.list_vms(src), gone=lambda name: migrated_away(dst, name), **selection),
+                how, priority_prefix)
+    entries = [dict(plan_vm_entry(vm), status="done") if vm.get("sxm_migrated") else plan_vm(src, dst, vm, options_for)
+               for vm in vms]
     for rank, entry in enumerate(entries):
         entry["rank"] = rank
     todo = [e for e in entries if e["status"] == "todo"]

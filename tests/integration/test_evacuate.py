@@ -247,3 +247,15 @@ def test_pause_drain_and_resume(hosts_pools, xy, tmp_path):
     assert report["counts"] == {"migrated": 2, "skipped": 1}
     assert_all_migrated(x, y, uuids)
     assert slot_leftovers(x) == []
+
+
+def test_a_rerun_of_a_list_skips_the_vms_a_destroy_disposition_removed(hosts_pools, xy, tmp_path):
+    x, y = xy
+    pools = hosts_pools
+    uuid = make_vm(pools[0], x, "destroyed-source", "host1", size=4 * MiB, steps=[("write", "a"), ("snap", "s1")])
+    output, report = evacuate(pools, tmp_path, sxm_evacuate_vms=[uuid], sxm_source_disposition="destroy")
+    assert report["counts"] == {"migrated": 1}
+    assert uuid not in [r["uuid"] for r in x.xenapi.VM.get_all_records().values()]
+    output, report = evacuate(pools, tmp_path, sxm_evacuate_vms=[uuid], sxm_source_disposition="destroy")
+    assert report["counts"] == {"skipped": 1}
+    assert y.xenapi.VM.get_other_config(y.xenapi.VM.get_by_uuid(uuid))["sxm:state"] == "complete"

@@ -114,3 +114,11 @@ def test_the_html_page_lists_every_vm_and_draws_the_timeline(tmp_path):
     assert page.count('<rect class="bar ') == 2 and 'class="bar failed"' in page
     assert "a&lt;b" in page and "<b>c</b>: SXM_DATA_PATH: it broke" in page
     assert 'href="sxm-u1.html"' in page and "<script" not in page
+
+
+def test_a_listed_vm_the_source_no_longer_has_is_skipped_when_it_migrated():
+    migrated = {"sxm_uuid": "u9", "sxm_name": "old", "sxm_migrated": True, "sxm_tags": []}
+    chosen = fleet.select(FLEET, names=["a", "u9"], gone=lambda name: migrated if name == "u9" else None)
+    assert names(chosen) == ["a:u1", "old:u9"]
+    with pytest.raises(InputError, match="'u8', which is no VM"):
+        fleet.select(FLEET, names=["u8"], gone=lambda name: None)
