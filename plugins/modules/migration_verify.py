@@ -70,6 +70,12 @@ verified_disks:
   description: Disks compared by this run (whole or sampled, see O(depth)).
   returned: when it verified
   type: int
+slots:
+  description:
+    - With O(slots), how long the step waited for its slots (C(waited_s)), when it got them
+      (C(taken_at), epoch seconds) and which capped places it held (C(places)).
+  returned: when O(slots) set a cap
+  type: dict
 destination_tree:
   description: The destination snapshot tree.
   returned: success

@@ -136,6 +136,12 @@ warm:
       the passes C(converged) below O(cutover_bytes).
   returned: when a running VM was migrated warm
   type: dict
+slots:
+  description:
+    - With O(slots), how long the step waited for its slots (C(waited_s)), when it got them
+      (C(taken_at), epoch seconds) and which capped places it held (C(places)).
+  returned: when O(slots) set a cap
+  type: dict
 timings:
   description:
     - Seconds the step took (C(data_s)), reading back what was written included, and the
