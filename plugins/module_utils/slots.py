@@ -229,6 +229,9 @@ class Slots:
                     self.taken_at = time.time()
                     return self
                 self._wait(blocked[1], blocked[0].kind)
+        except BaseException:
+            self.release()          # a failed call between two takes must not leave one beating
+            raise
         finally:
             if self.queue is not None:
                 try:
