@@ -7,11 +7,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TEST_LAYERS := unit conformance thirdparty integration molecule faults sanity lint
 
-.PHONY: help setup test $(TEST_LAYERS) test-long test-faults test-ansible-versions demo bench ee-context changelog-lint constraints clean distclean
+.PHONY: help setup test $(TEST_LAYERS) test-long test-faults test-ansible-versions demo demo-evacuate bench ee-context changelog-lint constraints clean distclean
 
 help:
 	@echo "make setup        Debian packages, .venv with pinned Python packages (idempotent)"
 	@echo "make demo         migrate a VM tree between two simulated pools (no real pool needed)"
+	@echo "make demo-evacuate  evacuate three VMs from a simulated pool of two hosts into another"
 	@echo "make test         every test layer: $(TEST_LAYERS)"
 	@echo "make unit | conformance | thirdparty | integration | molecule | faults | sanity | lint   one layer"
 	@echo "make test-long    long runs (a 16-minute migration through the role), not part of make test"
@@ -101,7 +102,10 @@ lint: $(LAYER_DEPS)
 demo: setup
 	$(VENV)/bin/ansible-playbook playbooks/demo.yml
 
-# The oldest ansible-core meta/runtime.yml admits and the pinned newest, each running the demo.
+demo-evacuate: setup
+	$(VENV)/bin/ansible-playbook playbooks/demo_evacuate.yml
+
+# The oldest ansible-core meta/runtime.yml admits and the pinned newest, each running both demos.
 test-ansible-versions: setup
 	@tools/ansible_versions.sh
 

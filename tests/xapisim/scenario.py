@@ -111,14 +111,21 @@ def pattern(tag, length):
     return (unit * (length // len(unit) + 1))[:length]
 
 
-def build_branched_tree(pool, x, name="demo-vm", disk_sizes=(16 * MiB, 8 * MiB)):
+def host_local_sr(x, index):
+    """The SMAPIv1 local SR of the pool's host ``index`` (``xapisim up --hosts N``)."""
+    host = next(h for h in x.xenapi.host.get_all() if x.xenapi.host.get_name_label(h).endswith("-host%d" % index))
+    return next(sr for sr in (x.xenapi.PBD.get_SR(p) for p in x.xenapi.host.get_PBDs(host))
+                if x.xenapi.SR.get_type(sr) == "ext")
+
+
+def build_branched_tree(pool, x, name="demo-vm", disk_sizes=(16 * MiB, 8 * MiB), sr=None):
     """A VM whose snapshot tree has a reverted branch:
 
         base ── v1 ── v2-abandoned
                   └── v2 (active) ── <VM>
 
     Each step writes distinct data on every disk. Returns the VM ref."""
-    vm = create_vm(x, name, list(disk_sizes))
+    vm = create_vm(x, name, list(disk_sizes), sr=sr)
 
     def write_step(tag, block):
         for userdevice, vdi in disks(x, vm).items():
@@ -176,8 +183,9 @@ def build_tree(pool, x, name, disk_sizes, steps, sr=None, cd=False):
 
 
 def main(argv=None):
-    """``python -m xapisim.scenario build-tree --pools-json F [--pool N] [--name NAME]``:
-    build the branched demo tree and print the VM's uuid (used by playbooks/demo.yml)."""
+    """``python -m xapisim.scenario build-tree --pools-json F [--pool N] [--name NAME] [--host N]
+    [--tag TAG]``: build the branched demo tree (on host N's local SR) and print the VM's uuid
+    (used by playbooks/demo.yml and demo_evacuate.yml)."""
     import argparse
     import json
     parser = argparse.ArgumentParser(prog="xapisim.scenario")
@@ -185,12 +193,17 @@ def main(argv=None):
     parser.add_argument("--pools-json", required=True)
     parser.add_argument("--pool", type=int, default=0)
     parser.add_argument("--name", default="demo-vm")
+    parser.add_argument("--host", type=int)
+    parser.add_argument("--tag", action="append", default=[])
     args = parser.parse_args(argv)
     with open(args.pools_json) as f:
         pool = json.load(f)["pools"][args.pool]
     x = client.login(pool)
     try:
-        vm = build_branched_tree(pool, x, args.name)
+        sr = host_local_sr(x, args.host) if args.host is not None else None
+        vm = build_branched_tree(pool, x, args.name, sr=sr)
+        for tag in args.tag:
+            x.xenapi.VM.add_tags(vm, tag)
         print(x.xenapi.VM.get_uuid(vm))
     finally:
         x.xenapi.session.logout()
