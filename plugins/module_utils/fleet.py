@@ -231,6 +231,15 @@ def fleet_plan(src, dst, selection, options_for, concurrency=1, job_limit=None, 
 
 # ---- the report -------------------------------------------------------------------------------
 
+def seconds_or_none(value):
+    """Epoch seconds from what a play recorded: older ansible-core hands templated numbers over
+    as text."""
+    try:
+        return None if value in (None, "") else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def vm_outcome(entry):
     """One VM's line of the report from what its run left (``entry``: the plan's entry plus
     ``result``, the migrate_vm role's sxm_result, or ``failure``, its failed task's result)."""
@@ -246,7 +255,7 @@ def vm_outcome(entry):
         out.update(error_code=failure.get("error_code") or "SXM_ERROR",
                    error=failure.get("msg") or "the run failed without a message",
                    advice=failure.get("advice") or "see the error; run the evacuation again",
-                   started=entry.get("started"), ended=entry.get("ended"))
+                   started=seconds_or_none(entry.get("started")), ended=seconds_or_none(entry.get("ended")))
         return out
     if not result:
         out["status"] = "not run"
@@ -258,7 +267,7 @@ def vm_outcome(entry):
                seconds=result.get("seconds", timings.get("total_s")),
                downtime_s=(result.get("warm") or {}).get("downtime_s"),
                warnings=list(result.get("warnings") or []),
-               started=entry.get("started"), ended=entry.get("ended"))
+               started=seconds_or_none(entry.get("started")), ended=seconds_or_none(entry.get("ended")))
     return out
 
 
