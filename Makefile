@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TEST_LAYERS := unit conformance thirdparty integration molecule faults sanity lint
 
-.PHONY: help setup test $(TEST_LAYERS) test-long test-faults test-ansible-versions demo demo-evacuate bench ee-context changelog-lint constraints clean distclean
+.PHONY: help setup test $(TEST_LAYERS) test-long test-faults test-ansible-versions ansible-test-units demo demo-evacuate bench ee-context changelog-lint constraints clean distclean
 
 help:
 	@echo "make setup        Debian packages, .venv with pinned Python packages (idempotent)"
@@ -19,6 +19,7 @@ help:
 	@echo "make test-faults  the whole fault matrix (every step, kills at seeded moments), not part of make test"
 	@echo "make bench        benchmarks against the simulator"
 	@echo "make test-ansible-versions  the demo with the oldest and newest ansible-core admitted"
+	@echo "make ansible-test-units  ansible-test units on a copy of the collection"
 	@echo "make ee-context   the build context of an execution environment, in build/ee"
 	@echo "make constraints  re-freeze constraints.txt after changing a pin"
 	@echo "make clean        remove build/ and test output (keeps .venv)"
@@ -95,6 +96,10 @@ molecule: $(LAYER_DEPS)
 
 sanity: $(LAYER_DEPS)
 	@tools/sanity.sh
+
+# `ansible-test units` on a copy of the collection (the unit layer runs the same tests with pytest)
+ansible-test-units: setup
+	@tools/sanity.sh units
 
 lint: $(LAYER_DEPS)
 	@tools/lint.sh

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # `make sanity`: ansible-test sanity on a copy of the collection under
 # build/sanity/ansible_collections/xapi/sxm (ansible-test insists on that path), on the local
-# Python 3.11, without containers. Sanity tests that cannot run here are skipped, see
+# Python 3.11, without containers. `tools/sanity.sh units` (make ansible-test-units) runs
+# `ansible-test units` the same way on a copy that keeps the simulator the unit tests start. Sanity tests that cannot run here are skipped, see
 # docs/README.md ("Testing"). Extra arguments are passed to ansible-test (e.g. --test pylint).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
-TREE="$ROOT/build/sanity/ansible_collections/xapi/sxm"
+MODE=sanity
+if [ "${1:-}" = units ]; then
+    MODE=units
+    shift
+fi
+TREE="$ROOT/build/$MODE/ansible_collections/xapi/sxm"
 # ansible-test keeps its per-test virtual environments and download cache under ~/.ansible/test;
 # a HOME inside build/ keeps them out of the user's home and makes them easy to throw away.
 TEST_HOME="$ROOT/build/ansible-test-home"
@@ -18,6 +24,10 @@ SKIPPED_TESTS=(pslint)
 # integration tests and the benchmarks are plain Python run from .venv, never by Ansible;
 # `make lint` (ruff) checks them. Left out of the sanity copy.
 NOT_COLLECTION_CONTENT=(tests/xapisim tests/conformance tests/integration tests/thirdparty tests/faults bench)
+if [ "$MODE" = units ]; then
+    # the unit tests run against simulated pools (tests/conftest.py)
+    NOT_COLLECTION_CONTENT=(tests/conformance tests/integration tests/thirdparty tests/faults tests/long bench)
+fi
 
 copy_collection() {
     rm -rf "$TREE"
@@ -64,6 +74,11 @@ main() {
         skip+=(--skip-test "$test")
     done
     cd "$TREE"
+    if [ "$MODE" = units ]; then
+        HOME="$TEST_HOME" PATH="$VENV/bin:$PATH" \
+            "$VENV/bin/ansible-test" units --local --python 3.11 --color no "$@"
+        return
+    fi
     HOME="$TEST_HOME" PATH="$VENV/bin:$PATH" \
         "$VENV/bin/ansible-test" sanity --local --python 3.11 --color no "${skip[@]}" "$@"
 }
