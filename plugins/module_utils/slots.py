@@ -221,14 +221,17 @@ class Slots:
                 if state == "draining" and self.drainable:
                     raise Drained("the evacuation %s is draining: this VM was not started" % self.evacuation)
                 if state == "paused":
-                    self._wait("the evacuation %s is paused" % self.evacuation, "paused")
+                    self._wait("the evacuation %s is paused" % self.evacuation, "paused",
+                               pool_now(source) if self.queue is not None else None)
                     continue
-                blocked = self._try_all()
+                # the source pool's time, read once per round: the queue compares against it
+                now = pool_now(source) if self.queue is not None else None
+                blocked = self._try_all(now)
                 if blocked is None:
                     self.waited_s = round(self.clock() - started, 1)
                     self.taken_at = time.time()
                     return self
-                self._wait(blocked[1], blocked[0].kind)
+                self._wait(blocked[1], blocked[0].kind, now)
         except BaseException:
             self.release()          # a failed call between two takes must not leave one beating
             raise
@@ -239,18 +242,18 @@ class Slots:
                 except XapiFailure:
                     pass        # a dead waiter's key: ignored once older than the timeout
 
-    def _wait(self, why, kind):
+    def _wait(self, why, kind, now):
         if self.queue is not None:
-            self.queue.wait_for(kind, pool_now(self.places[0].conn))
+            self.queue.wait_for(kind, now)
         if self.on_wait is not None:
             self.on_wait("waiting: %s" % why)
         self.sleep(self.poll * (0.75 + random.random() / 2))
 
-    def _try_all(self):
+    def _try_all(self, now):
         """Take one slot of every place, or none: None when all are ours, else (the place
-        that is full, why)."""
+        that is full, why). ``now``: the source pool's time, for the queue."""
         if self.queue is not None:
-            ahead = self.queue.ahead(pool_now(self.places[0].conn))
+            ahead = self.queue.ahead(now)
             if ahead:
                 return self.places[0], "%d job(s) of the evacuation come first" % len(ahead)
         for place in self.places:
